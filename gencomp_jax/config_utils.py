@@ -1,0 +1,106 @@
+"""Shared config schema and preset parsing for configs/<method>.py.
+
+Every config file does
+
+    def get_config(arg=None):
+        config = base_config()
+        config.method = "..."
+        config.model = ...           # method-specific
+        ... apply presets from parse_arg(arg) ...
+        return config
+
+and is launched as `--config configs/<method>.py:runlocal,lmbda=0.01`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """Parses a big_vision-style config argument "runlocal,lmbda=0.01,quality=3".
+
+    Bare words become True flags; `k=v` pairs are parsed as int, float, bool or str. Keys not in
+    `defaults` raise a ValueError that lists the valid keys.
+    """
+    out = dict(defaults)
+    if arg:
+        for item in arg.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            if "=" in item:
+                key, value = item.split("=", 1)
+                parsed = _parse_value(value)
+            else:
+                key, parsed = item, True
+            if key not in defaults:
+                raise ValueError(
+                    f"Unknown config preset {key!r} in {arg!r}. Valid presets: {sorted(defaults)}."
+                )
+            out[key] = parsed
+    return ml_collections.ConfigDict(out)
+
+
+def _parse_value(value: str):
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """The sections shared by every method: data, optim, train, eval, mesh."""
+    c = ml_collections.ConfigDict()
+    c.method = ""
+    c.seed = 0
+    c.model = ml_collections.ConfigDict()
+
+    # Training data. source: "skimage" (bundled photos), "folder" (path), "tfds" (name/split).
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "skimage"
+    c.data.path = ""            # for source="folder": a directory (searched recursively) of PNG/JPEG
+    c.data.name = ""            # for source="tfds": e.g. "clic", "div2k", "imagenet_resized/64x64"
+    c.data.split = "train"
+    c.data.data_dir = ""        # for source="tfds": TFDS data_dir ("" = TFDS default)
+    c.data.crop_size = 64
+    c.data.batch_size = 8       # global batch size, across all devices and hosts
+    c.data.eval_source = ""     # held-out data for periodic evaluation ("" = none); same syntax as source
+    c.data.eval_path = ""
+    c.data.eval_split = ""
+    c.data.eval_crop_size = 0   # 0 = same as crop_size
+    c.data.eval_num_batches = 4
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.learning_rate = 1e-4
+    c.optim.warmup_steps = 100
+    c.optim.decay = "cosine"    # "cosine" | "constant"
+    c.optim.end_factor = 0.1    # final lr = learning_rate * end_factor (cosine)
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.weight_decay = 0.0
+    c.optim.clip_norm = 1.0     # global-norm gradient clipping; 0 disables
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 1000
+    c.train.log_every = 50
+    c.train.eval_every = 0      # 0 = only at the end
+    c.train.checkpoint_every = 500
+    c.train.keep_checkpoints = 2
+    c.train.ema_decay = 0.999   # 0 disables EMA; checkpoints hold both params and EMA params
+    c.train.progress_bar = True
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.dataset = "kodak"
+
+    # Device mesh: shape with -1 = all remaining devices; batch is sharded along "data".
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.shape = (-1,)
+    c.mesh.axes = ("data",)
+    c.mesh.fsdp_min_size = 0    # >0: parameters with at least this many elements are sharded along "fsdp"
+    return c
