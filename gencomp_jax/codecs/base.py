@@ -28,6 +28,10 @@ class Method(Protocol):
         metrics: dict of scalars to log (e.g. "bpp", "mse", "psnr", "bits_per_dim"); all rates in bits.
     Both must be jit-able pure functions of their arguments. `train=False` is the evaluation mode
     (e.g. rounding instead of additive noise).
+
+    Optional hook: `eval_artifacts(params, rng, outdir, step) -> dict` (plain Python, not jitted);
+    the training loop calls it on process 0 at each evaluation, e.g. to write a PNG grid of samples
+    to `outdir`, and logs the returned scalars.
     """
 
     def init(self, rng: Any, batch: Mapping[str, Any]) -> PyTree: ...
