@@ -75,6 +75,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.eval_split = ""
     c.data.eval_crop_size = 0   # 0 = same as crop_size
     c.data.eval_num_batches = 4
+    c.data.random_flip = True   # horizontal flips of training crops
+    c.data.small_images = "pad" # images smaller than the crop: "pad" (mirror) or "upscale" (bicubic)
+    c.data.prefetch = 2         # batches prepared by a background thread (0 = off); values unaffected
+    c.data.image_key = ""       # for source="tfds": feature name ("" = "image", then "hr", then the only image)
 
     c.optim = ml_collections.ConfigDict()
     c.optim.learning_rate = 1e-4
