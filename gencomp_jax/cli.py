@@ -1,0 +1,232 @@
+"""`gencomp`: compress / decompress / evaluate / plot / info from the command line.
+
+    gencomp compress   --checkpoint WORKDIR IN.png OUT.gcz
+    gencomp decompress --checkpoint WORKDIR IN.gcz OUT.png [--steps K]
+    gencomp evaluate   --checkpoint WORKDIR [--checkpoint WORKDIR2 ...] --dataset kodak|PATH --out RESULTS.json
+                       [--metrics psnr-rgb,ms-ssim,lpips-alex] [--realism] [--realism-features inception]
+                       [--inception-weights PATH] [--patch-size 256] [--limit N] [--name NAME]
+                       [--description TEXT] [--files-dir DIR] [--plot rd.png] [--reference balle2018]
+                       [--no-progress]
+                       (several --checkpoint: a rate sweep, evaluated per workdir and merged into one curve)
+    gencomp plot       A.json [B.json ...] -o rd.png [--reference balle2018] [--metrics ...] [--title T]
+    gencomp info       FILE.gcz
+
+User errors (missing files, bad images, files made by another model, truncated files, ...) print
+one line `gencomp <command>: error: <message>` and exit with status 2; set GENCOMP_DEBUG=1 to get
+the traceback instead. Only argument parsing lives here; everything else is library calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+
+EXIT_USER_ERROR = 2
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _load_codec(workdir):
+    from gencomp_jax.eval import loading
+
+    return loading.load_codec(workdir)
+
+
+def _load_eval_set(dataset: str, limit):
+    from gencomp_jax.eval import loading
+
+    return loading.load_eval_set(dataset, limit=limit)
+
+
+def _accepts_keyword(fn, name: str) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return True
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def cmd_compress(args) -> int:
+    from gencomp_jax.data import images
+
+    image = images.read_image(args.input)
+    codec = _load_codec(args.checkpoint)
+    data = codec.compress(image)
+    out = pathlib.Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    h, w = image.shape[:2]
+    print(f"{args.input} -> {out}: {len(data)} bytes, {len(data) * 8 / (h * w):.4f} bpp ({w}x{h})")
+    return 0
+
+
+def cmd_decompress(args) -> int:
+    from gencomp_jax.codecs import bitstream
+    from gencomp_jax.data import images
+
+    data = pathlib.Path(args.input).read_bytes()
+    header = bitstream.peek(data)  # fail fast (before loading a model) on a non-gencomp file
+    codec = _load_codec(args.checkpoint)
+    kwargs = {} if args.steps is None else {"steps": args.steps}
+    if kwargs and not _accepts_keyword(codec.decompress, "steps"):
+        raise ValueError(f"the {header.codec!r} codec is not progressive: it has no --steps option")
+    rec = codec.decompress(data, **kwargs)
+    path = images.write_png(args.output, rec)
+    h, w = header.image_shape[:2]
+    print(f"{args.input} -> {path}: {w}x{h} ({header.codec})")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from gencomp_jax.eval import evaluate, plot, sweep
+
+    metrics = _csv_list(args.metrics)
+    realism = None
+    if args.realism:
+        realism = {"features": args.realism_features, "patch_size": args.patch_size or None}
+        if args.inception_weights:
+            realism["inception_weights"] = args.inception_weights
+    items = _load_eval_set(args.dataset, args.limit)
+    if len(args.checkpoint) > 1:  # a rate sweep: one point (or more) per workdir, merged into one curve
+        res = sweep.evaluate_sweep(args.checkpoint, out_json=args.out, name=args.name, description=args.description or "",
+                                   dataset=args.dataset, images=items, metrics=metrics, realism=realism,
+                                   plot_path=args.plot, reference=args.reference, progress=not args.no_progress)
+        written = [args.out] + [str(pathlib.Path(args.out).with_name(f"{pathlib.Path(args.out).stem}_"
+                                                                     f"{pathlib.Path(w).resolve().name}.json"))
+                                for w in args.checkpoint]
+    else:
+        codec = _load_codec(args.checkpoint[0])
+        name = args.name or pathlib.Path(args.checkpoint[0]).resolve().name
+        description = args.description or f"{name} on {args.dataset} ({len(items)} images), real files"
+        res = evaluate.evaluate_codec(codec, items, name=name, description=description, metrics=metrics,
+                                      realism=realism, out_json=args.out, workdir_for_files=args.files_dir,
+                                      progress=not args.no_progress)
+        written = [args.out, str(evaluate.per_image_csv_path(args.out))]
+        if args.plot:
+            plot.plot_rd([res], args.plot, reference=args.reference)
+    r = res["results"]
+    keys = list(r)
+    print("  ".join(f"{k:>13s}" for k in ["point", *keys]))
+    for i in range(len(r["bpp"])):
+        print("  ".join([f"{i:>13d}"] + [f"{r[k][i]:13.4f}" for k in keys]))
+    print("wrote " + ", ".join(written + ([args.plot] if args.plot else [])))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from gencomp_jax.eval import plot, results
+
+    loaded = [results.load_results(p) for p in args.results]
+    metrics = _csv_list(args.metrics) if args.metrics else None
+    reference = None if args.reference in (None, "none") else args.reference
+    path = plot.plot_rd(loaded, args.output, metrics=metrics, reference=reference, title=args.title)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from gencomp_jax.codecs import bitstream
+
+    data = pathlib.Path(args.input).read_bytes()
+    header, segments = bitstream.unpack(data, allow_partial=True)
+    h, w, c = header.image_shape
+    print(f"file:        {args.input} ({len(data)} bytes, {len(data) * 8 / (h * w):.4f} bpp)")
+    print(f"codec:       {header.codec} (format version {bitstream.FORMAT_VERSION})")
+    print(f"model:       {header.params_hash.hex()}")
+    print(f"image:       {w}x{h}x{c}")
+    print(f"seed:        {header.seed if header.seed else 'none'}")
+    print(f"meta:        {len(header.meta)} bytes")
+    print(f"segments:    {len(segments)} of {header.num_segments} complete, sizes {[len(s) for s in segments]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gencomp", description="Generative image compression with gencomp_jax.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("compress", help="compress a PNG/JPEG image to a .gcz file")
+    c.add_argument("--checkpoint", required=True, help="training workdir of the codec")
+    c.add_argument("input", help="input image (PNG/JPEG)")
+    c.add_argument("output", help="output .gcz file")
+    c.set_defaults(fn=cmd_compress)
+
+    d = sub.add_parser("decompress", help="decompress a .gcz file to a PNG image")
+    d.add_argument("--checkpoint", required=True, help="training workdir of the codec that wrote the file")
+    d.add_argument("--steps", type=int, default=None,
+                   help="progressive codecs: decode with the first K steps only (passed as decompress(steps=K))")
+    d.add_argument("input", help="input .gcz file")
+    d.add_argument("output", help="output PNG")
+    d.set_defaults(fn=cmd_decompress)
+
+    e = sub.add_parser("evaluate", help="evaluate a codec on a data set with real files (results JSON + CSV)")
+    e.add_argument("--checkpoint", required=True, action="append",
+                   help="training workdir of the codec; repeat it for a rate sweep (one curve, merged)")
+    e.add_argument("--dataset", default="kodak", help="'kodak' (bundled) or a folder of PNG/JPEG images")
+    e.add_argument("--out", required=True, help="results JSON to write (per-image CSV goes beside it)")
+    e.add_argument("--metrics", default="psnr-rgb,ms-ssim,lpips-alex",
+                   help="comma-separated per-image metrics: psnr-rgb, ms-ssim, lpips-alex, lpips-vgg")
+    e.add_argument("--realism", action="store_true", help="also compute FID/KID over the data set (patches)")
+    e.add_argument("--realism-features", default="inception",
+                   help="feature network for --realism: inception (fid/kid) or vgg16/alex (fd-vgg16, ...)")
+    e.add_argument("--inception-weights", default=None, help="path of the FID Inception weights file")
+    e.add_argument("--patch-size", type=int, default=256, help="patch side for --realism (0 = whole images)")
+    e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    e.add_argument("--name", default=None, help="method name in the results (default: workdir name)")
+    e.add_argument("--description", default=None)
+    e.add_argument("--files-dir", default=None, help="keep the compressed files here (default: temporary)")
+    e.add_argument("--plot", default=None, help="also write an RD plot of the results here")
+    e.add_argument("--reference", default=None, choices=["balle2018"], help="published curve to overlay in --plot")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.set_defaults(fn=cmd_evaluate)
+
+    pl = sub.add_parser("plot", help="plot RD(P) curves from results JSON files")
+    pl.add_argument("results", nargs="+", help="results JSON files (gencomp evaluate --out)")
+    pl.add_argument("-o", "--output", required=True, help="output image (PNG/PDF/SVG)")
+    pl.add_argument("--reference", default=None, choices=["balle2018", "none"],
+                    help="overlay published reference figures (balle2018: Ballé et al. 2018 on Kodak)")
+    pl.add_argument("--metrics", default=None, help="comma-separated panels (default: all metrics present)")
+    pl.add_argument("--title", default=None)
+    pl.set_defaults(fn=cmd_plot)
+
+    i = sub.add_parser("info", help="print the header of a .gcz file")
+    i.add_argument("input")
+    i.set_defaults(fn=cmd_info)
+    return p
+
+
+def _is_user_error(e: BaseException) -> bool:
+    """The library's error classes (BitstreamError, ImageError, DataError, CodingError, ResultsError, ...)
+    are ValueError subclasses; missing files are OSError; missing network weights are *WeightsError."""
+    return isinstance(e, (ValueError, OSError)) or type(e).__name__.endswith("WeightsError")
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "limit", None) is not None and args.limit < 1:
+        parser.error("--limit must be >= 1")
+    if getattr(args, "steps", None) is not None and args.steps < 1:
+        parser.error("--steps must be >= 1")
+    try:
+        return args.fn(args)
+    except Exception as e:  # noqa: BLE001 -- only user errors are caught, everything else re-raised
+        if not _is_user_error(e) or os.environ.get("GENCOMP_DEBUG"):
+            raise
+        msg = str(e) or type(e).__name__
+        if isinstance(e, OSError) and e.filename and str(e.filename) not in msg:
+            msg = f"{msg}: {e.filename}"
+        print(f"gencomp {args.command}: error: {msg}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"gencomp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

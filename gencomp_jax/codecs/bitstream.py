@@ -1,0 +1,315 @@
+"""The gencomp file container (`.gcz`): a small self-describing header plus length-prefixed segments.
+
+Every codec writes its bytes through `pack` and reads them back through `unpack`, so that every file
+says which codec and which trained model made it, the image shape, and (for channel simulation) the
+seed of the shared randomness; and so that truncated or corrupted files fail with a clear message
+instead of decoding garbage.
+
+Layout (all integers unsigned; "varint" = LEB128, 7 bits per byte, low group first):
+
+    offset  size  field
+    0       4     magic b"\\x89GCZ"
+    4       1     format version (FORMAT_VERSION)
+    5       1     codec id (CODEC_IDS)
+    6       1     flags: bit 0 = a u64 seed follows, bit 1 = meta bytes follow (other bits must be 0)
+    7       8     params fingerprint (params_fingerprint)
+    15      var   image shape: 3 varints H, W, C
+            8     seed, u64 little-endian                    (only if flags bit 0)
+            var   meta: varint length + bytes                (only if flags bit 1)
+            var   number of segments (varint)
+            2     CRC-16/CCITT (binascii.crc_hqx) of every header byte before it
+    then, per segment:
+            var   segment length in bytes (varint)
+            4     CRC-32 of the segment bytes (little-endian)
+            len   segment bytes
+
+The overhead for a Kodak image (512x768) without seed or meta is a 23-byte header (4+1+1+1+8+5+1+2)
+plus 5-8 bytes of framing per segment (varint length + CRC-32): 35 bytes for two segments of
+128 B-16 KiB each. Segments are self-delimiting, so a progressive codec (one segment per
+step) can be decoded from a truncated file with `unpack(..., allow_partial=True)`, which returns the
+complete segments present.
+
+API: pack(header, segments) -> bytes; unpack(data, *, codec=None, params_hash=None,
+allow_partial=False) -> (Header, segments); peek(data) -> Header (no checks against a model);
+prefix(data, k) -> the bytes a receiver needs for the first k segments (progressive rate points);
+params_fingerprint(params) -> 8 bytes. Every failure raises BitstreamError (a ValueError).
+"""
+
+from __future__ import annotations
+
+import binascii
+import dataclasses
+import hashlib
+import struct
+import zlib
+from typing import Any
+
+import numpy as np
+
+MAGIC = b"\x89GCZ"
+FORMAT_VERSION = 1
+CODEC_IDS: dict[str, int] = {"hyperprior": 1, "uqdm": 2, "diffc": 3, "cdc": 4, "hfd": 5}
+_CODEC_NAMES = {v: k for k, v in CODEC_IDS.items()}
+_FLAG_SEED = 1
+_FLAG_META = 2
+FINGERPRINT_BYTES = 8
+
+
+class BitstreamError(ValueError):
+    """A file that cannot be decoded: not a gencomp file, other version/codec/model, truncated, corrupted."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    """What a gencomp file says about itself.
+
+    codec: codec name, a key of CODEC_IDS.
+    params_hash: 8-byte params_fingerprint of the model that wrote the file.
+    image_shape: (H, W, C) of the original (unpadded) image.
+    seed: u64 seed of the shared randomness (channel simulation); 0 = none (not stored).
+    meta: small codec-specific bytes (e.g. latent shape, number of steps); b"" = none (not stored).
+    num_segments: number of segments. `pack` fills it in when None; `unpack` returns the number the
+        file declares (with allow_partial=True, the list of segments returned may be shorter).
+    """
+
+    codec: str
+    params_hash: bytes
+    image_shape: tuple[int, int, int]
+    seed: int = 0
+    meta: bytes = b""
+    num_segments: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fingerprint
+
+
+def params_fingerprint(params: Any) -> bytes:
+    """8-byte fingerprint of a parameter pytree.
+
+    sha256 over the leaves sorted by their path string, each contributing its path, dtype, shape
+    and little-endian bytes; truncated to 8 bytes. Identical for the same values regardless of
+    device, dict insertion order or whether leaves are jax or numpy arrays.
+    """
+    import jax  # lazy: keep `import bitstream` cheap for the CLI
+
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    items = sorted((jax.tree_util.keystr(path), leaf) for path, leaf in leaves)
+    h = hashlib.sha256()
+    for path, leaf in items:
+        arr = np.asarray(leaf)
+        if arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        arr = np.ascontiguousarray(arr)
+        h.update(path.encode("utf-8"))
+        h.update(b"\0" + str(arr.dtype).encode("ascii"))
+        h.update(b"\0" + repr(tuple(arr.shape)).encode("ascii") + b"\0")
+        h.update(arr.tobytes())
+    return h.digest()[:FINGERPRINT_BYTES]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Varints
+
+
+def _write_varint(out: bytearray, value: int) -> None:
+    if value < 0:
+        raise ValueError(f"varint must be non-negative, got {value}")
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return
+
+
+class _Truncated(Exception):
+    pass
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise _Truncated
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def varint(self) -> int:
+        value = 0
+        shift = 0
+        while True:
+            if self.pos >= len(self.data):
+                raise _Truncated
+            byte = self.data[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+            if shift > 70:
+                raise BitstreamError("corrupted gencomp file: malformed varint in the header")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pack / unpack
+
+
+def pack(header: Header, segments: list[bytes]) -> bytes:
+    """Serializes `header` and `segments` into one gencomp file (bytes). See the module docstring."""
+    if header.codec not in CODEC_IDS:
+        raise ValueError(f"Unknown codec {header.codec!r}; known codecs: {sorted(CODEC_IDS)} "
+                         "(add new ones to bitstream.CODEC_IDS).")
+    if not isinstance(header.params_hash, (bytes, bytearray)) or len(header.params_hash) != FINGERPRINT_BYTES:
+        raise ValueError(f"params_hash must be {FINGERPRINT_BYTES} bytes (use params_fingerprint(params)), "
+                         f"got {header.params_hash!r}")
+    shape = tuple(int(s) for s in header.image_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"image_shape must be (H, W, C) with positive sides, got {header.image_shape}")
+    if not 0 <= int(header.seed) < 2**64:
+        raise ValueError(f"seed must fit in an unsigned 64-bit integer, got {header.seed}")
+    segments = [bytes(s) for s in segments]
+    if header.num_segments is not None and header.num_segments != len(segments):
+        raise ValueError(f"header.num_segments={header.num_segments} but {len(segments)} segments given")
+
+    out = bytearray(MAGIC)
+    flags = (_FLAG_SEED if header.seed else 0) | (_FLAG_META if header.meta else 0)
+    out += bytes([FORMAT_VERSION, CODEC_IDS[header.codec], flags])
+    out += bytes(header.params_hash)
+    for s in shape:
+        _write_varint(out, s)
+    if header.seed:
+        out += struct.pack("<Q", int(header.seed))
+    if header.meta:
+        _write_varint(out, len(header.meta))
+        out += bytes(header.meta)
+    _write_varint(out, len(segments))
+    out += struct.pack("<H", binascii.crc_hqx(bytes(out), 0))
+    for seg in segments:
+        _write_varint(out, len(seg))
+        out += struct.pack("<I", zlib.crc32(seg))
+        out += seg
+    return bytes(out)
+
+
+def _parse_header(data: bytes) -> tuple[Header, int]:
+    """Parses and checks the header; returns (header, offset of the first segment)."""
+    if len(data) < len(MAGIC):
+        if MAGIC.startswith(data) and data:
+            raise BitstreamError(f"truncated gencomp file: only {len(data)} bytes, the header is cut off")
+        raise BitstreamError("not a gencomp file (wrong magic bytes): expected a .gcz file written by "
+                             "`gencomp compress`")
+    if data[:len(MAGIC)] != MAGIC:
+        raise BitstreamError("not a gencomp file (wrong magic bytes): expected a .gcz file written by "
+                             f"`gencomp compress`, got a file starting with {bytes(data[:8])!r}")
+    r = _Reader(data)
+    r.pos = len(MAGIC)
+    try:
+        version = r.take(1)[0]
+        if version != FORMAT_VERSION:
+            raise BitstreamError(
+                f"unknown gencomp format version {version}: this gencomp_jax reads version {FORMAT_VERSION}. "
+                "Use the gencomp_jax release that wrote the file (or a newer one).")
+        codec_id, flags = r.take(2)
+        params_hash = r.take(FINGERPRINT_BYTES)
+        shape = (r.varint(), r.varint(), r.varint())
+        seed = struct.unpack("<Q", r.take(8))[0] if flags & _FLAG_SEED else 0
+        meta = r.take(r.varint()) if flags & _FLAG_META else b""
+        num_segments = r.varint()
+        header_end = r.pos
+        (crc,) = struct.unpack("<H", r.take(2))
+    except _Truncated:
+        raise BitstreamError(f"truncated gencomp file: the header is cut off ({len(data)} bytes in the file)"
+                             ) from None
+    if binascii.crc_hqx(bytes(data[:header_end]), 0) != crc:
+        raise BitstreamError("corrupted gencomp file: header checksum mismatch (the file was modified or "
+                             "damaged)")
+    if flags & ~(_FLAG_SEED | _FLAG_META):
+        raise BitstreamError(f"corrupted gencomp file: unknown header flags {flags:#x}")
+    if codec_id not in _CODEC_NAMES:
+        raise BitstreamError(f"gencomp file made by an unknown codec (id {codec_id}); known: "
+                             f"{sorted(CODEC_IDS)}. Use a newer gencomp_jax.")
+    if min(shape) < 1:
+        raise BitstreamError(f"corrupted gencomp file: invalid image shape {shape}")
+    header = Header(codec=_CODEC_NAMES[codec_id], params_hash=bytes(params_hash), image_shape=shape,
+                    seed=seed, meta=bytes(meta), num_segments=num_segments)
+    return header, r.pos
+
+
+def peek(data: bytes) -> Header:
+    """Reads only the header (no codec/model check, segments not read); for tools that dispatch on it."""
+    return _parse_header(bytes(data))[0]
+
+
+def prefix(data: bytes, num_segments: int) -> bytes:
+    """The first bytes of a file that hold its header and its first `num_segments` segments.
+
+    What a receiver of a progressive file needs for that many segments; `unpack(prefix(data, k),
+    allow_partial=True)` returns exactly the first k segments. Checks the file as unpack does.
+    """
+    data = bytes(data)
+    header, pos = _parse_header(data)
+    if not 0 <= num_segments <= header.num_segments:
+        raise ValueError(f"num_segments must be in [0, {header.num_segments}], got {num_segments}")
+    r = _Reader(data)
+    r.pos = pos
+    try:
+        for _ in range(num_segments):
+            length = r.varint()
+            r.take(4 + length)
+    except _Truncated:
+        raise BitstreamError(f"truncated gencomp file: it holds fewer than {num_segments} complete segments"
+                             ) from None
+    out = data[:r.pos]
+    unpack(out, allow_partial=True)  # CRC checks of the kept segments
+    return out
+
+
+def unpack(data: bytes, *, codec: str | None = None, params_hash: bytes | None = None,
+           allow_partial: bool = False) -> tuple[Header, list[bytes]]:
+    """Parses a gencomp file into (header, segments), checking everything it can.
+
+    codec / params_hash: when given, the file must have been written by this codec / model.
+    allow_partial: for progressive codecs: a file cut inside the segments returns the complete
+        segments present (header.num_segments still says how many were written). A cut inside the
+        header is always an error. Corrupted segments (CRC mismatch) are always an error.
+    Raises BitstreamError (a ValueError) with a message saying what is wrong.
+    """
+    data = bytes(data)
+    header, pos = _parse_header(data)
+    if codec is not None and header.codec != codec:
+        raise BitstreamError(f"this file was made by the {header.codec!r} codec, but you are decoding with "
+                             f"{codec!r}: load a {header.codec} checkpoint to decode it")
+    if params_hash is not None and bytes(params_hash) != header.params_hash:
+        raise BitstreamError(f"this file was made by model {header.params_hash.hex()}, you loaded "
+                             f"{bytes(params_hash).hex()}: decode it with the checkpoint that compressed it "
+                             "(the parameters differ)")
+    r = _Reader(data)
+    r.pos = pos
+    segments: list[bytes] = []
+    for i in range(header.num_segments):
+        try:
+            length = r.varint()
+            (crc,) = struct.unpack("<I", r.take(4))
+            seg = r.take(length)
+        except _Truncated:
+            if allow_partial:
+                return header, segments
+            raise BitstreamError(
+                f"truncated gencomp file: segment {i + 1} of {header.num_segments} is incomplete "
+                f"({len(data)} bytes in the file). Re-copy the file; progressive codecs can decode the "
+                "complete part with allow_partial=True") from None
+        if zlib.crc32(seg) != crc:
+            raise BitstreamError(f"corrupted gencomp file: checksum mismatch in segment {i + 1} of "
+                                 f"{header.num_segments} (the file was modified or damaged)")
+        segments.append(seg)
+    if r.pos != len(data):
+        raise BitstreamError(f"corrupted gencomp file: {len(data) - r.pos} unexpected bytes after the last "
+                             "segment")
+    return header, segments

@@ -1,0 +1,34 @@
+"""Loads a trained codec from a training workdir (config.json + latest checkpoint)."""
+
+from __future__ import annotations
+
+import pathlib
+
+
+def load_codec(workdir, *, ema: bool = True, step: int | None = None):
+    """Codec (codecs/base.py) of the latest (or given) checkpoint in `workdir`.
+
+    = gencomp_jax.train.checkpoint.load_params(workdir) + gencomp_jax.registry.make_codec(config, params).
+    ema=True uses the EMA parameters (what evaluation should use). Raises FileNotFoundError with a
+    clear message if `workdir` is not a training workdir.
+    """
+    path = pathlib.Path(workdir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint workdir {str(path)!r} does not exist (pass the --workdir used for "
+                                "training)")
+    from gencomp_jax import registry
+    from gencomp_jax.train import checkpoint
+
+    kwargs = {"ema": ema} if step is None else {"ema": ema, "step": step}
+    config, params = checkpoint.load_params(path, **kwargs)
+    return registry.make_codec(config, params)
+
+
+def load_eval_set(name_or_path: str, *, limit: int | None = None):
+    """[(name, uint8 [H, W, 3])] of an evaluation set: "kodak" or a folder (gencomp_jax.data.load_eval_set)."""
+    from gencomp_jax import data
+
+    fn = getattr(data, "load_eval_set", None)
+    if fn is None:  # until gencomp_jax.data re-exports it
+        from gencomp_jax.data.pipeline import load_eval_set as fn
+    return fn(name_or_path, limit=limit)

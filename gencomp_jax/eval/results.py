@@ -1,0 +1,196 @@
+"""Rate-distortion results files (CompressAI-style JSON) and Bjøntegaard deltas.
+
+A results file is
+
+    {"name": "hyperprior-q3", "description": "...",
+     "results": {"bpp": [...], "bpp_est": [...], "psnr-rgb": [...], "ms-ssim": [...], ...},
+     ...optional extra keys ("rate_points", "num_images", "dataset")}
+
+with one entry per rate point in every list of "results" (means over the images of the data set).
+`load_results` reads and checks one; `merge_results` joins several files of one method (e.g. one
+file per λ of a sweep) into one curve sorted by bpp.
+
+Bjøntegaard deltas (VCEG-M33; the piecewise-cubic variant of VCEG-AL22 / JVET CTC by default):
+  bd_rate(rate_a, dist_a, rate_b, dist_b)  average rate difference of B relative to anchor A, in
+      percent, at equal quality, over the overlapping quality range (negative = B saves bits).
+      log(rate) is interpolated as a function of the quality.
+  bd_psnr / bd_quality(...)  average quality difference of B relative to A, in the metric's unit,
+      over the overlapping log-rate range (positive = B is better for higher-is-better metrics).
+  method="pchip" (default): monotone piecewise-cubic Hermite interpolation, works from 2 points.
+  method="cubic": the original least-squares cubic polynomial, needs >= 4 points per curve.
+For MS-SSIM the usual convention is to compute the deltas on ms_ssim_db(x) = -10 log10(1 - x).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+RATE_KEYS = ("bpp", "bpp_est")
+TIME_KEYS = ("encoding_time", "decoding_time")
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read or used."""
+
+
+def validate_results(res: Mapping[str, Any], *, source: str = "results") -> dict:
+    """Checks the results structure; returns it as a dict (lists of floats, equal lengths)."""
+    if not isinstance(res, Mapping) or "results" not in res or not isinstance(res["results"], Mapping):
+        raise ResultsError(f"{source}: not a results file (expected a JSON object with a 'results' mapping, "
+                           "as written by `gencomp evaluate`)")
+    results = res["results"]
+    if "bpp" not in results:
+        raise ResultsError(f"{source}: 'results' has no 'bpp' list")
+    lengths = {k: len(v) for k, v in results.items() if isinstance(v, (list, tuple))}
+    bad = [k for k, v in results.items() if not isinstance(v, (list, tuple))]
+    if bad:
+        raise ResultsError(f"{source}: results entries must be lists, not {bad}")
+    if len(set(lengths.values())) > 1:
+        raise ResultsError(f"{source}: results lists have different lengths: {lengths}")
+    out = dict(res)
+    out["results"] = {k: [float(x) if x is not None else math.nan for x in v] for k, v in results.items()}
+    out.setdefault("name", pathlib.Path(source).stem if source != "results" else "unnamed")
+    out.setdefault("description", "")
+    return out
+
+
+def load_results(path) -> dict:
+    """Reads a results JSON file (see module docstring)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ResultsError(f"results file {str(path)!r} does not exist")
+    try:
+        res = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{path}: not valid JSON ({e})") from None
+    return validate_results(res, source=str(path))
+
+
+def save_results(res: Mapping[str, Any], path) -> None:
+    """Writes a results dict as indented JSON (inf/nan written as the JSON extensions Infinity/NaN)."""
+    res = validate_results(res)
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=2) + "\n")
+
+
+def merge_results(items: Sequence[Mapping[str, Any]], *, name: str | None = None,
+                  description: str | None = None) -> dict:
+    """Joins the points of several results (one method) into one curve sorted by bpp.
+
+    Only the metrics present in every item are kept. name/description default to the first item's.
+    """
+    items = [validate_results(r) for r in items]
+    if not items:
+        raise ResultsError("merge_results needs at least one results dict")
+    keys = [k for k in items[0]["results"] if all(k in r["results"] for r in items)]
+    merged = {k: [x for r in items for x in r["results"][k]] for k in keys}
+    order = np.argsort(merged["bpp"], kind="stable")
+    merged = {k: [v[i] for i in order] for k, v in merged.items()}
+    return {"name": name if name is not None else items[0]["name"],
+            "description": description if description is not None else items[0]["description"],
+            "results": merged}
+
+
+def ms_ssim_db(x):
+    """MS-SSIM in dB, -10 log10(1 - x), the scale on which BD deltas of MS-SSIM are usually computed."""
+    return -10.0 * np.log10(1.0 - np.asarray(x, dtype=np.float64))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bjøntegaard
+
+
+def _prepare(x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"{what}: rate and quality must be 1-D lists of the same length, got {x.shape}, {y.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError(f"{what}: rates and qualities must be finite")
+    order = np.argsort(x)
+    x, y = x[order], y[order]
+    if np.any(np.diff(x) <= 0):
+        raise ValueError(f"{what}: the interpolation variable has repeated values {x}; BD needs distinct points")
+    return x, y
+
+
+def _integral(x, y, lo, hi, method: str) -> float:
+    """Integral over [lo, hi] of the curve through (x, y) (x sorted)."""
+    if method == "cubic":
+        if len(x) < 4:
+            raise ValueError(f"method='cubic' needs at least 4 points per curve, got {len(x)}; use method='pchip'")
+        p = np.polyint(np.polyfit(x, y, 3))
+        return float(np.polyval(p, hi) - np.polyval(p, lo))
+    if method == "pchip":
+        if len(x) < 2:
+            raise ValueError(f"Bjøntegaard deltas need at least 2 points per curve, got {len(x)}")
+        from scipy.interpolate import PchipInterpolator
+
+        return float(PchipInterpolator(x, y).integrate(lo, hi))
+    raise ValueError(f"unknown BD method {method!r}: use 'pchip' or 'cubic'")
+
+
+def _overlap(a, b, what) -> tuple[float, float]:
+    lo, hi = max(a.min(), b.min()), min(a.max(), b.max())
+    if not hi > lo:
+        raise ValueError(f"{what}: the two curves do not overlap ([{a.min():.4g}, {a.max():.4g}] vs "
+                         f"[{b.min():.4g}, {b.max():.4g}]); BD deltas are undefined")
+    return lo, hi
+
+
+def bd_rate(rate_a, dist_a, rate_b, dist_b, *, method: str = "pchip") -> float:
+    """Bjøntegaard delta rate of B relative to anchor A, in percent (negative = B needs fewer bits).
+
+    rate_*: rates (bpp, > 0); dist_*: a quality metric (e.g. PSNR dB) at those rates, monotone in rate.
+    """
+    qa, la = _prepare(dist_a, np.log(np.asarray(rate_a, np.float64)), "bd_rate (anchor)")
+    qb, lb = _prepare(dist_b, np.log(np.asarray(rate_b, np.float64)), "bd_rate (test)")
+    lo, hi = _overlap(qa, qb, "bd_rate")
+    avg = (_integral(qb, lb, lo, hi, method) - _integral(qa, la, lo, hi, method)) / (hi - lo)
+    return float((math.exp(avg) - 1.0) * 100.0)
+
+
+def bd_quality(rate_a, dist_a, rate_b, dist_b, *, method: str = "pchip") -> float:
+    """Bjøntegaard delta quality (e.g. BD-PSNR in dB) of B relative to anchor A."""
+    la, qa = _prepare(np.log(np.asarray(rate_a, np.float64)), dist_a, "bd_quality (anchor)")
+    lb, qb = _prepare(np.log(np.asarray(rate_b, np.float64)), dist_b, "bd_quality (test)")
+    lo, hi = _overlap(la, lb, "bd_quality")
+    return float((_integral(lb, qb, lo, hi, method) - _integral(la, qa, lo, hi, method)) / (hi - lo))
+
+
+bd_psnr = bd_quality
+
+
+def bd_from_results(anchor: Mapping[str, Any], test: Mapping[str, Any], *, metric: str = "psnr-rgb",
+                    method: str = "pchip") -> dict[str, float]:
+    """BD-rate (%) and BD-quality of results `test` against results `anchor` for `metric`.
+
+    For "ms-ssim" both are computed on ms_ssim_db. Returns {"bd_rate": ..., "bd_quality": ...}.
+    """
+    anchor, test = validate_results(anchor), validate_results(test)
+    for r in (anchor, test):
+        if metric not in r["results"]:
+            raise ResultsError(f"results {r['name']!r} have no {metric!r} (available: {sorted(r['results'])})")
+    conv = ms_ssim_db if metric == "ms-ssim" else (lambda v: np.asarray(v, np.float64))
+    ra, qa = anchor["results"]["bpp"], conv(anchor["results"][metric])
+    rb, qb = test["results"]["bpp"], conv(test["results"][metric])
+    return {"bd_rate": bd_rate(ra, qa, rb, qb, method=method),
+            "bd_quality": bd_quality(ra, qa, rb, qb, method=method)}
+
+
+def metric_keys(results_list: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The quality/realism metrics (not rates, times or standard errors) present in any of the results."""
+    seen: list[str] = []
+    for r in results_list:
+        for k in r["results"]:
+            if (k in RATE_KEYS or k in TIME_KEYS or "_std" in k or "_stderr" in k or k.startswith("num_")
+                    or k in seen):
+                continue
+            seen.append(k)
+    return seen

@@ -1,0 +1,159 @@
+"""The `gencomp` CLI: argument plumbing into the library, outputs, and friendly errors (exit 2, no traceback)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gencomp_jax import cli
+from gencomp_jax.codecs import bitstream
+from gencomp_jax.data import images as data_images
+from gencomp_jax.eval import loading
+from tests.eval.toy_codecs import BitplaneCodec
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """`--checkpoint` loads a toy progressive codec (the real loader is tested with the NTC codec)."""
+    seen = []
+
+    def fake_load(workdir):
+        seen.append(str(workdir))
+        return BitplaneCodec(planes=3)
+
+    monkeypatch.setattr(loading, "load_codec", fake_load)
+    return seen
+
+
+def _png(path, h=20, w=24):
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    data_images.write_png(path, img)
+    return img
+
+
+def test_compress_decompress_info(tmp_path, toy, capsys):
+    img = _png(tmp_path / "in.png")
+    gcz, rec_png = tmp_path / "out.gcz", tmp_path / "rec.png"
+    assert cli.main(["compress", "--checkpoint", "W", str(tmp_path / "in.png"), str(gcz)]) == 0
+    assert gcz.read_bytes() == BitplaneCodec(planes=3).compress(img)
+    assert cli.main(["decompress", "--checkpoint", "W", str(gcz), str(rec_png)]) == 0
+    np.testing.assert_array_equal(data_images.read_image(rec_png), BitplaneCodec(planes=3).decompress(gcz.read_bytes()))
+    # --steps is passed to decompress as a keyword
+    assert cli.main(["decompress", "--checkpoint", "W", "--steps", "1", str(gcz), str(rec_png)]) == 0
+    np.testing.assert_array_equal(data_images.read_image(rec_png),
+                                  BitplaneCodec(planes=3).decompress(gcz.read_bytes(), steps=1))
+    assert toy == ["W", "W", "W"]
+    assert cli.main(["info", str(gcz)]) == 0
+    out = capsys.readouterr().out
+    assert "segments:    3 of 3 complete" in out and "24x20x3" in out
+
+
+def test_evaluate_and_plot(tmp_path, toy, monkeypatch, capsys):
+    folder = tmp_path / "set"
+    for i in range(2):
+        _png(folder / f"{i}.png")
+    calls = []
+    real = loading.load_eval_set
+    monkeypatch.setattr(loading, "load_eval_set", lambda name, limit=None: calls.append((name, limit)) or real(name, limit=limit))
+    out = tmp_path / "r.json"
+    assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "wd"), "--dataset", str(folder), "--out", str(out),
+                     "--metrics", "psnr-rgb", "--limit", "1", "--no-progress"]) == 0
+    assert calls == [(str(folder), 1)]
+    res = json.loads(out.read_text())
+    assert res["name"] == "wd" and res["num_images"] == 1 and len(res["results"]["bpp"]) == 3
+    assert (tmp_path / "r_per_image.csv").exists()
+    png = tmp_path / "rd.png"
+    assert cli.main(["plot", str(out), "-o", str(png), "--reference", "balle2018"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("make_file,argv_tail,message", [
+    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 50), ["decompress", "--checkpoint", "W"], "not a gencomp file"),
+    (lambda p: p.write_bytes(BitplaneCodec().compress(np.zeros((4, 4, 3), np.uint8))[:10]), ["info"], "truncated"),
+    (lambda p: p.write_text("{}"), ["plot", "-o", "x.png"], "not a results file"),
+    (lambda p: p.write_bytes(b"not an image"), ["compress", "--checkpoint", "W"], ""),
+])
+def test_user_errors_exit_2_without_traceback(tmp_path, toy, capsys, make_file, argv_tail, message):
+    f = tmp_path / "f"
+    make_file(f)
+    argv = argv_tail[:1] + [str(f)] + argv_tail[1:]
+    if argv[0] in ("decompress", "compress"):
+        argv = [argv_tail[0], *argv_tail[1:], str(f), str(tmp_path / "out")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gencomp {argv[0]}: error: ") and message in err and "Traceback" not in err
+
+
+def test_other_model_message(tmp_path, monkeypatch, capsys):
+    class OtherModel(BitplaneCodec):
+        def decompress(self, data, **kw):
+            bitstream.unpack(data, params_hash=b"\1" * 8)
+
+    monkeypatch.setattr(loading, "load_codec", lambda w: OtherModel())
+    gcz = tmp_path / "a.gcz"
+    gcz.write_bytes(BitplaneCodec().compress(np.zeros((4, 4, 3), np.uint8)))
+    assert cli.main(["decompress", "--checkpoint", "W", str(gcz), str(tmp_path / "r.png")]) == 2
+    assert "made by model 746f79636f646563, you loaded 0101010101010101" in capsys.readouterr().err
+
+
+def test_console_script_missing_checkpoint(tmp_path):
+    """A separate process: missing workdir -> one-line message, exit 2 (the real loader, no codec needed)."""
+    _png(tmp_path / "in.png")
+    p = subprocess.run([sys.executable, "-m", "gencomp_jax.cli", "compress", "--checkpoint", str(tmp_path / "nope"),
+                        str(tmp_path / "in.png"), str(tmp_path / "o.gcz")], capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr
+    assert "does not exist" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run([sys.executable, "-m", "gencomp_jax.cli", "decompress", "x.gcz"], capture_output=True, text=True)
+    assert p.returncode == 2 and "--checkpoint" in p.stderr  # argparse usage error
+
+
+@pytest.fixture(scope="module")
+def hp_workdirs(tmp_path_factory):
+    from tests.eval.toy_codecs import tiny_hyperprior_workdir
+
+    a, b = tmp_path_factory.mktemp("hp_a"), tmp_path_factory.mktemp("hp_b")
+    tiny_hyperprior_workdir(a, seed=0)
+    tiny_hyperprior_workdir(b, seed=1)
+    return a, b
+
+
+def test_real_checkpoint_round_trip(hp_workdirs, tmp_path, capsys):
+    """compress/decompress/evaluate with a real (tiny, random) hyperprior checkpoint; another model is refused."""
+    wd_a, wd_b = hp_workdirs
+    img = _png(tmp_path / "set" / "in.png", h=40, w=56)
+    gcz, rec = tmp_path / "a.gcz", tmp_path / "rec.png"
+    assert cli.main(["compress", "--checkpoint", str(wd_a), str(tmp_path / "set" / "in.png"), str(gcz)]) == 0
+    assert cli.main(["decompress", "--checkpoint", str(wd_a), str(gcz), str(rec)]) == 0
+    codec = loading.load_codec(wd_a)
+    assert gcz.read_bytes() == codec.compress(img)
+    np.testing.assert_array_equal(data_images.read_image(rec), codec.decompress(gcz.read_bytes()))
+    capsys.readouterr()
+    assert cli.main(["decompress", "--checkpoint", str(wd_b), str(gcz), str(rec)]) == 2
+    err = capsys.readouterr().err
+    assert "this file was made by model" in err and "Traceback" not in err
+    assert cli.main(["decompress", "--checkpoint", str(wd_a), "--steps", "2", str(gcz), str(rec)]) == 2
+    assert "not progressive" in capsys.readouterr().err
+    out = tmp_path / "ev.json"
+    assert cli.main(["evaluate", "--checkpoint", str(wd_a), "--dataset", str(tmp_path / "set"), "--out", str(out),
+                     "--metrics", "psnr-rgb", "--no-progress", "--name", "hp-a"]) == 0
+    res = json.loads(out.read_text())
+    assert res["name"] == "hp-a" and res["num_images"] == 1
+    assert res["results"]["bpp"][0] == pytest.approx(len(gcz.read_bytes()) * 8 / (40 * 56))
+
+
+def test_sweep_two_checkpoints_one_curve(hp_workdirs, tmp_path):
+    wd_a, wd_b = hp_workdirs
+    _png(tmp_path / "set" / "x.png", h=40, w=56)
+    out, png = tmp_path / "sweep.json", tmp_path / "rd.png"
+    assert cli.main(["evaluate", "--checkpoint", str(wd_a), "--checkpoint", str(wd_b), "--dataset",
+                     str(tmp_path / "set"), "--out", str(out), "--metrics", "psnr-rgb", "--no-progress",
+                     "--name", "hp", "--plot", str(png), "--reference", "balle2018"]) == 0
+    merged = json.loads(out.read_text())
+    runs = [json.loads((tmp_path / f"sweep_{w.name}.json").read_text()) for w in (wd_a, wd_b)]
+    assert merged["name"] == "hp" and len(merged["results"]["bpp"]) == 2
+    assert merged["results"]["bpp"] == sorted(r["results"]["bpp"][0] for r in runs)
+    assert png.read_bytes()[:4] == b"\x89PNG"
