@@ -16,7 +16,9 @@ from gencomp_jax.metrics.distortion import ms_ssim, psnr
 
 PER_IMAGE = ("psnr-rgb", "ms-ssim", "lpips-alex", "lpips-vgg")
 HIGHER_IS_BETTER = {"psnr-rgb": True, "ms-ssim": True, "lpips-alex": False, "lpips-vgg": False,
-                    "fid": False, "kid": False}
+                    "fid": False, "kid": False, "kid_std": False,
+                    "fd-vgg16": False, "kid-vgg16": False, "kid_std-vgg16": False,
+                    "fd-alex": False, "kid-alex": False, "kid_std-alex": False}
 
 
 def compute_per_image(name: str, x_uint8, y_uint8) -> float:
