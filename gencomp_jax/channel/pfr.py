@@ -1,0 +1,373 @@
+"""Poisson functional representation (PFR) and chunked Gaussian channel simulation.
+
+Review Sec. II-C, Eqs. (11)-(13); Li's monograph Ch. 3.3; DiffC (Vonderfecht & Liu) for chunking.
+
+Three layers:
+
+* :func:`pfr_exact_encode` - exact PFR for a target ``q`` and reference ``p`` with a bounded density
+  ratio ``q/p <= exp(log_ratio_max)``: candidates ``Y_i ~ p`` with Poisson arrival times
+  ``T_1 < T_2 < ...``; the encoder sends ``K = argmin_i T_i / (q/p)(Y_i)`` and stops as soon as
+  ``T_i / exp(log_ratio_max)`` exceeds the best score (no later candidate can win).  ``Y_K ~ q`` exactly.
+* :func:`pfr_gaussian_chunk_encode` - finite-candidate PFR / ordered random coding with
+  ``N = 2**log2_candidates`` candidates for ``q = N(mu, I)`` vs ``p = N(0, I)`` (unbounded ratio).
+  Arrival times are the sorted order statistics of N iid Exp(1) (Renyi representation), so the
+  selected candidate is exactly a draw from the categorical ``w_i / sum_j w_j`` over the N
+  candidates (= minimal random coding), while small indices stay more likely (Zipf-coded index).
+  The law of the output differs from ``q`` by an amount that decays with ``log2 N - KL``
+  ("padding"); see ``benchmarks/channel.py`` and the tests for the measured distance.
+* :func:`gaussian_channel_encode` / :func:`gaussian_channel_decode` - a high-dimensional channel
+  ``N(mu_q, sigma^2 I)`` vs ``N(mu_p, sigma^2 I)`` normalised to ``N(mu, I)`` vs ``N(0, I)``,
+  ``KL bits = 0.5 ||mu||^2 / ln 2``, split into chunks (reproducible shuffle of the dimensions) with
+  at most ``max_chunk_bits - padding_bits`` bits of KL budget each and ``N = 2**ceil(budget +
+  padding_bits) <= 2**max_chunk_bits`` candidates; every chunk has at least one dimension.
+
+Candidates are generated in vectorised blocks under ``jit`` (``lax.fori_loop`` / ``while_loop`` over
+blocks, one key per candidate index via ``fold_in``), so a decoder regenerating candidate ``i`` alone
+obtains exactly the candidate the encoder scored.  Decoding never re-runs the search: bit-level
+float differences in the encoder's scores cannot desynchronise the two sides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gencomp_jax.channel.randomness import (
+    PURPOSE_PFR,
+    PURPOSE_SHUFFLE,
+    SharedRandomness,
+    candidate_keys,
+)
+
+__all__ = [
+    "KL_QUANT",
+    "ChunkPlan",
+    "GaussianChannelCode",
+    "plan_chunks",
+    "quantize_kl",
+    "gaussian_kl_bits",
+    "pfr_exact_encode",
+    "pfr_exact_decode",
+    "pfr_gaussian_chunk_encode",
+    "gaussian_candidate",
+    "gaussian_channel_encode",
+    "gaussian_channel_decode",
+]
+
+LN2 = math.log(2.0)
+KL_QUANT = 8  # per-step KL is sent in units of 1/KL_QUANT bit (rounded up)
+MAX_LOG2_CANDIDATES = 31  # candidate indices are uint32 counters; keep a margin
+_BLOCK_ELEMS = 2**21  # candidates * dims generated per block (memory ~ 8 MiB float32)
+
+
+def _sample_key(key):
+    return jax.random.fold_in(key, 0)
+
+
+def _arrival_key(key):
+    return jax.random.fold_in(key, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# exact PFR for bounded ratios
+
+
+def pfr_exact_encode(
+    key: jax.Array,
+    *,
+    sample_fn: Callable[[jax.Array], jax.Array],
+    log_ratio_fn: Callable[[jax.Array], jax.Array],
+    log_ratio_max: float,
+    block_size: int = 256,
+    max_candidates: int = 2**30,
+):
+    """Exact PFR with early stopping for a bounded density ratio.
+
+    Args:
+      key: shared key for this simulation (e.g. ``SharedRandomness.key(PURPOSE_PFR, step, chunk)``).
+      sample_fn: ``key -> y`` draws one candidate from the reference ``p`` (any fixed shape).
+      log_ratio_fn: ``y -> log(q(y)/p(y))`` (natural log; ``-inf`` where q = 0), for one candidate.
+      log_ratio_max: an upper bound of ``log(q/p)`` (natural log).  If it is violated the output
+        is biased, so it is required (use :func:`pfr_gaussian_chunk_encode` for Gaussians).
+      block_size: candidates scored per vectorised block.
+      max_candidates: safety cap; hitting it raises (the ratio bound must be wrong or KL huge).
+
+    Returns:
+      (index, sample, num_examined): 0-based index K, ``Y_K`` and the number of candidates scored.
+      Code the index with :func:`gencomp_jax.channel.index_coding.encode_indices` (``K + 1`` is
+      Zipf-like with exponent set by the KL).
+    """
+    if not math.isfinite(float(log_ratio_max)):
+        raise ValueError("log_ratio_max must be finite; for unbounded ratios use finite-N PFR")
+    idx, n = _pfr_exact_search(key, sample_fn, log_ratio_fn, float(log_ratio_max), int(block_size),
+                               int(max_candidates))
+    idx, n = int(idx), int(n)
+    if idx < 0:
+        raise RuntimeError(
+            f"exact PFR found no candidate with positive ratio among {n} candidates; check that q is "
+            "absolutely continuous w.r.t. p and that max_candidates is large enough")
+    return idx, pfr_exact_decode(key, idx, sample_fn=sample_fn), n
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
+def _pfr_exact_search(key, sample_fn, log_ratio_fn, log_ratio_max, block, max_candidates):
+    skey, akey = _sample_key(key), _arrival_key(key)
+
+    def score_block(b, t0):
+        start = b * block
+        ys = jax.vmap(sample_fn)(candidate_keys(skey, start, block))
+        lr = jax.vmap(log_ratio_fn)(ys)
+        e = jax.vmap(lambda k: jax.random.exponential(k, (), jnp.float32))(candidate_keys(akey, start, block))
+        t = t0 + jnp.cumsum(e)
+        score = jnp.where(jnp.isfinite(lr), jnp.log(t) - lr, jnp.inf)
+        j = jnp.argmin(score)
+        return score[j], start + j, t[-1]
+
+    def cond(s):
+        b, t0, best, _ = s
+        # every later candidate has score >= log(t0) - log_ratio_max
+        return (jnp.log(t0) - log_ratio_max < best) & (b * block < max_candidates)
+
+    def body(s):
+        b, t0, best, best_i = s
+        sc, i, t_last = score_block(b, t0)
+        better = sc < best
+        return b + 1, t_last, jnp.where(better, sc, best), jnp.where(better, i, best_i)
+
+    init = (jnp.int32(0), jnp.float32(0.0), jnp.float32(jnp.inf), jnp.int32(-1))
+    b, _, best, best_i = jax.lax.while_loop(cond, body, init)
+    return jnp.where(jnp.isfinite(best), best_i, -1), b * block
+
+
+def pfr_exact_decode(key: jax.Array, index: int, *, sample_fn):
+    """Regenerate candidate ``index`` (the decoder's side of :func:`pfr_exact_encode`)."""
+    return sample_fn(candidate_keys(_sample_key(key), index, 1)[0])  # index may be traced (vmap)
+
+
+# ----------------------------------------------------------------------------------------------
+# finite-N PFR (ordered random coding) for Gaussian chunks
+
+
+def gaussian_candidate(key: jax.Array, index, dim: int) -> jax.Array:
+    """Candidate ``index`` of a Gaussian chunk: float32 [dim] ~ N(0, I) (decoder side)."""
+    k = candidate_keys(_sample_key(key), index, 1)[0]
+    return jax.random.normal(k, (dim,), jnp.float32)
+
+
+def _block_size(log2_n: int, dim: int, block_elems: int) -> int:
+    b = max(1, block_elems // max(dim, 1))
+    b = 1 << (b.bit_length() - 1)  # power of two so it divides N
+    return min(b, 1 << log2_n)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _orc_search(key, mu, log2_n, block):
+    n = 1 << log2_n
+    dim = mu.shape[0]
+    skey, akey = _sample_key(key), _arrival_key(key)
+    nf = jnp.float32(n)
+
+    def body(b, s):
+        t0, best, best_i = s
+        start = b * block
+        ks = candidate_keys(skey, start, block)
+        z = jax.vmap(lambda k: jax.random.normal(k, (dim,), jnp.float32))(ks)
+        logw = z @ mu  # log(q/p) up to the constant -0.5||mu||^2
+        e = jax.vmap(lambda k: jax.random.exponential(k, (), jnp.float32))(candidate_keys(akey, start, block))
+        j1 = (start + jnp.arange(block)).astype(jnp.float32)  # 0-based j -> divide by N - j
+        t = t0 + jnp.cumsum(e / (nf - j1))  # Renyi: sorted Exp(1) order statistics
+        score = jnp.log(t) - logw
+        j = jnp.argmin(score)
+        better = score[j] < best
+        return t[-1], jnp.where(better, score[j], best), jnp.where(better, start + j, best_i)
+
+    init = (jnp.float32(0.0), jnp.float32(jnp.inf), jnp.int32(0))
+    _, _, best_i = jax.lax.fori_loop(0, n // block, body, init)
+    return best_i
+
+
+def pfr_gaussian_chunk_encode(key: jax.Array, mu, log2_candidates: int, *, block_elems: int = _BLOCK_ELEMS) -> int:
+    """Finite-N PFR for ``q = N(mu, I)`` vs ``p = N(0, I)`` with ``N = 2**log2_candidates``.
+
+    Args:
+      key: the chunk's shared key.  mu: float [d] (d >= 1).  log2_candidates: integer in [0, 31].
+    Returns:
+      0-based index in [0, N); the sample is ``gaussian_candidate(key, index, d)``.
+    """
+    mu = jnp.asarray(mu, jnp.float32)
+    if mu.ndim != 1 or mu.shape[0] < 1:
+        raise ValueError(f"mu must be a non-empty vector, got shape {mu.shape}")
+    log2_candidates = int(log2_candidates)
+    if not 0 <= log2_candidates <= MAX_LOG2_CANDIDATES:
+        raise ValueError(f"log2_candidates must be in [0, {MAX_LOG2_CANDIDATES}], got {log2_candidates}")
+    if log2_candidates == 0:
+        return 0
+    block = _block_size(log2_candidates, mu.shape[0], block_elems)
+    return int(_orc_search(key, mu, log2_candidates, block))
+
+
+# ----------------------------------------------------------------------------------------------
+# chunked simulation of high-dimensional Gaussian channels
+
+
+def gaussian_kl_bits(mu_q, mu_p, sigma) -> float:
+    """KL(N(mu_q, sigma^2 I) || N(mu_p, sigma^2 I)) in bits = 0.5 ||(mu_q - mu_p)/sigma||^2 / ln 2."""
+    mu = (np.asarray(mu_q, np.float64) - np.asarray(mu_p, np.float64)) / np.asarray(sigma, np.float64)
+    return float(0.5 * np.sum(mu * mu) / LN2)
+
+
+def quantize_kl(kl_bits: float) -> int:
+    """KL in bits -> integer sent in the bitstream (units of 1/KL_QUANT bit, rounded up)."""
+    kl_bits = float(kl_bits)
+    if not math.isfinite(kl_bits) or kl_bits < 0:
+        raise ValueError(f"KL must be finite and >= 0, got {kl_bits}")
+    return int(math.ceil(kl_bits * KL_QUANT - 1e-9))
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkPlan:
+    """How one step's channel is split (a pure function of the quantized KL and the dimension).
+
+    chunk_dims: int64 [C] (all >= 1, sum = dim); log2_candidates: int (same for all chunks);
+    chunk_kl_bits: float64 [C] KL budget of each chunk (sets the Zipf exponent of its index code).
+    """
+
+    kl_q: int
+    dim: int
+    chunk_dims: np.ndarray
+    log2_candidates: int
+    chunk_kl_bits: np.ndarray
+
+    @property
+    def num_chunks(self) -> int:
+        return int(self.chunk_dims.shape[0])
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.chunk_dims)])
+
+
+def plan_chunks(kl_q: int, dim: int, *, max_chunk_bits: int = 16, padding_bits: int = 2) -> ChunkPlan:
+    """Split ``dim`` dimensions with total KL ``kl_q / KL_QUANT`` bits into chunks.
+
+    ``C = max(1, ceil(KL / (max_chunk_bits - padding_bits)))`` chunks of (nearly) equal size, each with
+    budget ``KL / C`` and ``N = 2**min(max_chunk_bits, ceil(KL / C + padding_bits))`` candidates.
+    Raises ValueError (never silently empty chunks) if ``C > dim``.
+    """
+    kl_q, dim, max_chunk_bits = int(kl_q), int(dim), int(max_chunk_bits)
+    if dim < 1:
+        raise ValueError(f"the channel must have at least one dimension, got dim={dim}")
+    if kl_q < 0:
+        raise ValueError(f"quantized KL must be >= 0, got {kl_q}")
+    if not 0 <= padding_bits < max_chunk_bits <= MAX_LOG2_CANDIDATES:
+        raise ValueError(
+            f"need 0 <= padding_bits < max_chunk_bits <= {MAX_LOG2_CANDIDATES}, got padding_bits={padding_bits}, "
+            f"max_chunk_bits={max_chunk_bits}")
+    kl = kl_q / KL_QUANT
+    budget = max_chunk_bits - padding_bits
+    n = max(1, int(math.ceil(kl / budget - 1e-12)))
+    if n > dim:
+        raise ValueError(
+            f"a KL of {kl:.3f} bits needs {n} chunks of <= {budget} bits (max_chunk_bits={max_chunk_bits}, "
+            f"padding_bits={padding_bits}) but the channel has only {dim} dimensions, so some chunk would get "
+            "zero dimensions; raise max_chunk_bits, or lower the KL of this step (e.g. more diffusion steps)")
+    dims = np.full(n, dim // n, np.int64)
+    dims[: dim % n] += 1
+    log2n = min(max_chunk_bits, int(math.ceil(kl / n + padding_bits - 1e-9)))
+    return ChunkPlan(kl_q, dim, dims, log2n, kl * dims / dim)
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianChannelCode:
+    """What a step of chunked Gaussian simulation transmits: the quantized KL and one index per chunk."""
+
+    kl_q: int
+    indices: np.ndarray  # int64 [num_chunks], 0-based
+
+
+def _chunk_perm(randomness: SharedRandomness, step: int, dim: int) -> np.ndarray:
+    return randomness.permutation((PURPOSE_SHUFFLE, step), dim)
+
+
+def _normalise(mu_q, mu_p, sigma):
+    mu_q = jnp.asarray(mu_q, jnp.float32)
+    mu_p = jnp.broadcast_to(jnp.asarray(mu_p, jnp.float32), mu_q.shape)
+    sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), mu_q.shape)
+    if not bool(jnp.all(sigma > 0)):
+        raise ValueError("sigma must be > 0 everywhere")
+    return mu_q, mu_p, sigma
+
+
+def gaussian_channel_encode(
+    mu_q,
+    mu_p,
+    sigma,
+    *,
+    randomness: SharedRandomness,
+    step: int,
+    max_chunk_bits: int = 16,
+    padding_bits: int = 2,
+    block_elems: int = _BLOCK_ELEMS,
+):
+    """Simulate ``Y ~ N(mu_q, sigma^2 I)`` with reference ``N(mu_p, sigma^2 I)`` (any shape).
+
+    Returns ``(sample, code)``: float32 sample with mu_q's shape (exactly what the decoder outputs)
+    and a :class:`GaussianChannelCode`; serialise with ``index_coding.encode_gaussian_codes``.
+    Expected cost per chunk ~ its KL budget + log2(budget + 2.5) + 2.5 bits (index code), plus the
+    quantized KL (a varint) per step.
+    """
+    mu_q, mu_p, sigma = _normalise(mu_q, mu_p, sigma)
+    mu = ((mu_q - mu_p) / sigma).reshape(-1)
+    dim = mu.shape[0]
+    kl_q = quantize_kl(float(0.5 * jnp.sum(mu.astype(jnp.float32) ** 2) / LN2))
+    plan = plan_chunks(kl_q, dim, max_chunk_bits=max_chunk_bits, padding_bits=padding_bits)
+    perm = _chunk_perm(randomness, step, dim)
+    off = plan.offsets
+    mu_np = np.asarray(mu)
+    z = np.empty(dim, np.float32)
+    idx = np.empty(plan.num_chunks, np.int64)
+    for c in range(plan.num_chunks):
+        sel = perm[off[c]: off[c + 1]]
+        key = randomness.key(PURPOSE_PFR, step, c)
+        i = pfr_gaussian_chunk_encode(key, mu_np[sel], plan.log2_candidates, block_elems=block_elems)
+        idx[c] = i
+        z[sel] = np.asarray(gaussian_candidate(key, i, sel.shape[0]))
+    sample = mu_p + sigma * jnp.asarray(z).reshape(mu_q.shape)
+    return sample, GaussianChannelCode(kl_q, idx)
+
+
+def gaussian_channel_decode(
+    code: GaussianChannelCode,
+    mu_p,
+    sigma,
+    *,
+    randomness: SharedRandomness,
+    step: int,
+    max_chunk_bits: int = 16,
+    padding_bits: int = 2,
+):
+    """Decoder side of :func:`gaussian_channel_encode`: the identical sample, shape of ``mu_p``."""
+    mu_p = jnp.asarray(mu_p, jnp.float32)
+    sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), mu_p.shape)
+    dim = int(np.prod(mu_p.shape))
+    plan = plan_chunks(code.kl_q, dim, max_chunk_bits=max_chunk_bits, padding_bits=padding_bits)
+    indices = np.asarray(code.indices, np.int64)
+    if indices.shape != (plan.num_chunks,):
+        raise ValueError(f"code has {indices.shape} indices but the plan for this step needs {plan.num_chunks}; "
+                         "were max_chunk_bits/padding_bits/dim the same on both sides?")
+    if np.any(indices < 0) or np.any(indices >= (1 << plan.log2_candidates)):
+        raise ValueError("a chunk index is outside [0, N): corrupt data or mismatched settings")
+    perm = _chunk_perm(randomness, step, dim)
+    off = plan.offsets
+    z = np.empty(dim, np.float32)
+    for c in range(plan.num_chunks):
+        sel = perm[off[c]: off[c + 1]]
+        key = randomness.key(PURPOSE_PFR, step, c)
+        z[sel] = np.asarray(gaussian_candidate(key, int(indices[c]), sel.shape[0]))
+    return mu_p + sigma * jnp.asarray(z).reshape(mu_p.shape)
