@@ -1,0 +1,262 @@
+"""Diffusion and flow-matching objectives (pure jnp, jit-able).
+
+Conventions
+- ``model_fn(z, t) -> prediction`` with z [B, ...] and t [B]; conditional variants pass ``y=...`` and the
+  model is then called as ``model_fn(z, t, y)`` (the extra input y, e.g. an image-shaped embedding).
+- Data x is float32 in [-1, 1]; for the discrete data term it must lie on the 8-bit grid
+  x = k / 127.5 - 1, k in {0..255} (what the training loop produces from uint8 images).
+- Log-SNR schedules gamma(t) follow `schedules.py` (alpha^2 = sigmoid(-gamma), sigma^2 = sigmoid(gamma)).
+- Losses are returned per example ([B]); rates are converted to bits (per dimension) before they leave
+  this module: ``bits_per_dim = nats / (D ln 2)``, D = number of dimensions of one example.
+
+Loss weightings (documented equivalences, tested in tests/diffusion/test_diffusion_losses.py). For a model
+with prediction error expressed in eps space, e = eps - eps_hat, at log-SNR gamma (SNR = exp(-gamma)):
+    ||x0 - x0_hat||^2 = ||e||^2 / SNR,
+    ||v - v_hat||^2   = ((alpha^2 + sigma^2) / alpha)^2 ||e||^2   (= (1 + 1/SNR) ||e||^2 for VP),
+and the continuous-time ELBO's diffusion term is 1/2 gamma'(t) ||e||^2 = -1/2 SNR'(t) ||x0 - x0_hat||^2.
+`equivalent_weight` returns these factors.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+from gencomp_jax.diffusion import process
+from gencomp_jax.diffusion.schedules import AlphaSigmaFn, alpha_sigma_from_gamma, flow_alpha_sigma
+
+LN2 = math.log(2.0)
+
+
+def _call(model_fn, z, t, y):
+    return model_fn(z, t) if y is None else model_fn(z, t, y)
+
+
+def _sum_dims(a):
+    return jnp.sum(a.reshape(a.shape[0], -1), axis=-1)
+
+
+def _num_dims(x):
+    return int(math.prod(x.shape[1:]))
+
+
+def sample_times(rng, batch: int, *, antithetic: bool = True) -> jnp.ndarray:
+    """t [batch] in [0, 1): low-discrepancy (VDM: (u + i / B) mod 1, one uniform u) or i.i.d. uniform."""
+    if antithetic:
+        u = jax.random.uniform(rng, ())
+        return jnp.mod(u + jnp.arange(batch, dtype=jnp.float32) / batch, 1.0)
+    return jax.random.uniform(rng, (batch,))
+
+
+# ----------------------------------------------------------------------------------------------------
+# terms of the variational bound
+
+def data_grid(num_levels: int = 256) -> jnp.ndarray:
+    """The values the data can take: k / ((num_levels - 1) / 2) - 1, k = 0..num_levels-1 (float [K])."""
+    return jnp.arange(num_levels, dtype=jnp.float32) / ((num_levels - 1) / 2.0) - 1.0
+
+
+def discrete_data_nll(x, z0, alpha0, sigma0, *, num_levels: int = 256):
+    """-log p(x | z_0) elementwise (nats), p(x = v | z_0) proportional to N(z_0; alpha0 v, sigma0^2) over the grid.
+
+    A normalised distribution over the `num_levels` grid values per dimension, so the ELBO built with it
+    bounds -log P(x) of the discrete data. x, z0: [B, ...]; alpha0, sigma0 broadcastable.
+    """
+    grid = data_grid(num_levels)
+    half = (num_levels - 1) / 2.0
+    k = jnp.clip(jnp.round((x + 1.0) * half), 0, num_levels - 1).astype(jnp.int32)
+    logits = -0.5 * jnp.square((z0[..., None] - alpha0[..., None] * grid) / sigma0[..., None])
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.take_along_axis(logp, k[..., None], axis=-1)[..., 0]
+
+
+def gaussian_data_nll(x, z0, alpha0, sigma0):
+    """-log N(x; z0 / alpha0, (sigma0 / alpha0)^2) elementwise (nats): the data term for continuous data."""
+    scale = sigma0 / alpha0
+    return 0.5 * jnp.square((x - z0 / alpha0) / scale) + jnp.log(scale) + 0.5 * math.log(2 * math.pi)
+
+
+def prior_kl(x, alpha1, sigma1):
+    """KL(q(z_1 | x) || N(0, I)) elementwise (nats), q(z_1 | x) = N(alpha1 x, sigma1^2)."""
+    var1 = sigma1 ** 2
+    return 0.5 * (var1 + jnp.square(alpha1 * x) - 1.0 - jnp.log(var1))
+
+
+def vdm_elbo(model_fn, x, rng, *, gamma_fn: Callable, prediction: str = "eps", y=None,
+             timesteps: int = 0, data: str = "discrete", num_levels: int = 256, antithetic: bool = True):
+    """VDM negative ELBO, per example, in bits per dimension (a true upper bound on -log2 p(x) / D).
+
+    -log p(x) <= E[-log p(x | z_0)] + KL(q(z_1 | x) || N(0, I)) + L_diffusion, with
+      continuous time (timesteps=0): L = 1/2 E_t[gamma'(t) ||eps - eps_hat(z_t, t)||^2],  t ~ U(0, 1);
+      T steps (timesteps=T):         L = T/2 E_i[expm1(gamma(t_i) - gamma(t_{i-1})) ||eps - eps_hat||^2],
+                                      t_i = i / T, i ~ U{1..T} (an unbiased one-sample estimate of the sum
+                                      of the T KL terms, see `ddpm_elbo_terms`).
+    data: "discrete" (256-level data term, `discrete_data_nll`) or "gaussian" (continuous data, `gaussian_data_nll`).
+    Returns dict of [B] arrays: bpd (total), bpd_recon, bpd_prior, bpd_diffusion.
+    """
+    process.check_prediction(prediction)
+    if prediction == "velocity":
+        raise ValueError("vdm_elbo is for VP schedules; use prediction 'eps', 'x0', 'v' or 'score'.")
+    rng_t, rng_e, rng_0 = jax.random.split(rng, 3)
+    b = x.shape[0]
+    dims = _num_dims(x)
+    ones = jnp.ones((b,), jnp.float32)
+
+    # data term at t = 0 and prior term at t = 1
+    g0, g1 = gamma_fn(0.0 * ones), gamma_fn(ones)
+    a0, s0 = alpha_sigma_from_gamma(process.broadcast_to(g0, x))
+    a1, s1 = alpha_sigma_from_gamma(process.broadcast_to(g1, x))
+    z0 = a0 * x + s0 * jax.random.normal(rng_0, x.shape)
+    if data == "discrete":
+        recon = _sum_dims(discrete_data_nll(x, z0, a0, s0, num_levels=num_levels))
+    elif data == "gaussian":
+        recon = _sum_dims(gaussian_data_nll(x, z0, a0, s0))
+    else:
+        raise ValueError(f"Unknown data term {data!r}; use 'discrete' (8-bit images) or 'gaussian'.")
+    prior = _sum_dims(prior_kl(x, a1, s1))
+
+    # diffusion term
+    t = sample_times(rng_t, b, antithetic=antithetic)
+    if timesteps:
+        t = (jnp.floor(t * timesteps) + 1.0) / timesteps
+    if timesteps:
+        g_t = gamma_fn(t)
+        g_s = gamma_fn(t - 1.0 / timesteps)
+    else:
+        g_t, dg_t = jax.jvp(gamma_fn, (t,), (jnp.ones_like(t),))
+    eps = jax.random.normal(rng_e, x.shape)
+    a_t, s_t = alpha_sigma_from_gamma(process.broadcast_to(g_t, x))
+    z_t = a_t * x + s_t * eps
+    pred = _call(model_fn, z_t, t, y)
+    _, eps_hat = process.to_x0_eps(pred, z_t, a_t, s_t, prediction=prediction)
+    mse = _sum_dims(jnp.square(eps - eps_hat))
+    if timesteps:
+        diffusion = 0.5 * timesteps * jnp.expm1(g_t - g_s) * mse
+    else:
+        diffusion = 0.5 * dg_t * mse
+
+    scale = 1.0 / (dims * LN2)
+    out = {"bpd_recon": recon * scale, "bpd_prior": prior * scale, "bpd_diffusion": diffusion * scale}
+    out["bpd"] = out["bpd_recon"] + out["bpd_prior"] + out["bpd_diffusion"]
+    return out
+
+
+def ddpm_elbo_terms(model_fn, x, rng, *, alpha_sigma: AlphaSigmaFn, num_steps: int, prediction: str = "eps",
+                    y=None, data: str = "discrete", num_levels: int = 256):
+    """Discrete-time DDPM negative ELBO (Eq. 2) with T = num_steps latent steps, as the sum of its KL terms.
+
+    Latents z_{i/T}, i = 0..T, on the schedule `alpha_sigma`; the reverse kernel is
+    p(z_s | z_t) = q(z_s | z_t, x_0 = x0_hat(z_t, t)). For each i = 1..T one z_t ~ q(z_t | x) is drawn and
+    KL(q(z_s | z_t, x) || p(z_s | z_t)) is computed in closed form (s = t - 1/T).
+    Returns nats, per example: recon [B] (-log p(x | z_0)), prior [B] (KL to N(0, I) at t = 1),
+    kl [B, T] (step i at column i-1), total [B]; and bpd [B] = total / (D ln 2).
+    """
+    process.check_prediction(prediction)
+    b = x.shape[0]
+    dims = _num_dims(x)
+    ts = jnp.arange(1, num_steps + 1, dtype=jnp.float32) / num_steps
+    rng_0, rng_steps = jax.random.split(rng)
+
+    a0, s0 = alpha_sigma(jnp.zeros((b,), jnp.float32))
+    a0, s0 = process.broadcast_to(a0, x), process.broadcast_to(s0, x)
+    a1, s1 = alpha_sigma(jnp.ones((b,), jnp.float32))
+    a1, s1 = process.broadcast_to(a1, x), process.broadcast_to(s1, x)
+    z0 = a0 * x + s0 * jax.random.normal(rng_0, x.shape)
+    if data == "discrete":
+        recon = _sum_dims(discrete_data_nll(x, z0, a0, s0, num_levels=num_levels))
+    elif data == "gaussian":
+        recon = _sum_dims(gaussian_data_nll(x, z0, a0, s0))
+    else:
+        raise ValueError(f"Unknown data term {data!r}; use 'discrete' or 'gaussian'.")
+    prior = _sum_dims(prior_kl(x, a1, s1))
+
+    def step_kl(carry, inp):
+        t, key = inp
+        tb = jnp.full((b,), t)
+        a_t, s_t = alpha_sigma(tb)
+        a_s, s_s = alpha_sigma(tb - 1.0 / num_steps)
+        a_t, s_t, a_s, s_s = (process.broadcast_to(v, x) for v in (a_t, s_t, a_s, s_s))
+        z_t = a_t * x + s_t * jax.random.normal(key, x.shape)
+        pred = _call(model_fn, z_t, tb, y)
+        if prediction == "velocity":
+            _, _, da, ds = _derivs(alpha_sigma, tb, x)
+            x0_hat, _ = process.to_x0_eps(pred, z_t, a_t, s_t, prediction=prediction, dalpha=da, dsigma=ds)
+        else:
+            x0_hat, _ = process.to_x0_eps(pred, z_t, a_t, s_t, prediction=prediction)
+        mean_q, var = process.posterior(z_t, x, a_s, s_s, a_t, s_t)
+        mean_p, _ = process.posterior(z_t, x0_hat, a_s, s_s, a_t, s_t)
+        return carry, _sum_dims(process.gaussian_kl(mean_q, var, mean_p, var))
+
+    keys = jax.random.split(rng_steps, num_steps)
+    _, kls = jax.lax.scan(step_kl, None, (ts, keys))
+    kl = kls.T
+    total = recon + prior + jnp.sum(kl, axis=1)
+    return {"recon": recon, "prior": prior, "kl": kl, "total": total, "bpd": total / (dims * LN2)}
+
+
+def _derivs(alpha_sigma, t, x):
+    from gencomp_jax.diffusion.schedules import alpha_sigma_and_derivatives
+    return tuple(process.broadcast_to(v, x) for v in alpha_sigma_and_derivatives(alpha_sigma, t))
+
+
+# ----------------------------------------------------------------------------------------------------
+# weighted denoising losses and flow matching
+
+def equivalent_weight(target: str, alpha, sigma):
+    """Factor c with ||target - target_hat||^2 = c ||eps - eps_hat||^2 at fixed x_t (see module docstring)."""
+    if target == "eps":
+        return jnp.ones_like(alpha)
+    if target == "x0":
+        return (sigma / alpha) ** 2
+    if target == "v":
+        return ((alpha ** 2 + sigma ** 2) / alpha) ** 2
+    if target == "score":
+        return 1.0 / sigma ** 2
+    raise ValueError(f"Unknown target {target!r}; use 'eps', 'x0', 'v' or 'score'.")
+
+
+def denoising_loss(model_fn, x, rng, *, alpha_sigma: AlphaSigmaFn, prediction: str = "eps",
+                   target: Optional[str] = None, weighting: Optional[Callable] = None, y=None,
+                   antithetic: bool = True):
+    """Weighted denoising loss per example [B]: w(t) * sum_dims ||target - target_hat(z_t, t)||^2.
+
+    The network predicts `prediction`; the regression is done in `target` space (default: same).
+    weighting: None (w = 1) or a function w(t [B]) -> [B]. With target="eps" and
+    w(t) = gamma'(t) / 2 (ln-2 scaled by 1/(D ln 2)) this is the VDM diffusion term; see `equivalent_weight`
+    for how targets translate into each other.
+    """
+    target = target or prediction
+    rng_t, rng_e = jax.random.split(rng)
+    b = x.shape[0]
+    t = sample_times(rng_t, b, antithetic=antithetic)
+    a, s, da, ds = _derivs(alpha_sigma, t, x)
+    eps = jax.random.normal(rng_e, x.shape)
+    z_t = a * x + s * eps
+    pred = _call(model_fn, z_t, t, y)
+    x0_hat, eps_hat = process.to_x0_eps(pred, z_t, a, s, prediction=prediction, dalpha=da, dsigma=ds)
+    tgt = process.from_x0_eps(x, eps, a, s, prediction=target, dalpha=da, dsigma=ds)
+    tgt_hat = process.from_x0_eps(x0_hat, eps_hat, a, s, prediction=target, dalpha=da, dsigma=ds)
+    loss = _sum_dims(jnp.square(tgt - tgt_hat))
+    if weighting is not None:
+        loss = weighting(t) * loss
+    return loss
+
+
+def flow_matching_loss(model_fn, x, rng, *, y=None, alpha_sigma: AlphaSigmaFn = flow_alpha_sigma,
+                       antithetic: bool = True):
+    """Flow matching (Eqs. 8, 10): mean over dims of ||v_theta(x_t, [y,] t) - (alpha' x + sigma' eps)||^2, [B].
+
+    Default path alpha = 1 - t, sigma = t (target eps - x). The model predicts the velocity.
+    """
+    rng_t, rng_e = jax.random.split(rng)
+    b = x.shape[0]
+    t = sample_times(rng_t, b, antithetic=antithetic)
+    a, s, da, ds = _derivs(alpha_sigma, t, x)
+    eps = jax.random.normal(rng_e, x.shape)
+    z_t = a * x + s * eps
+    u = da * x + ds * eps
+    pred = _call(model_fn, z_t, t, y)
+    return jnp.mean(jnp.square(pred - u).reshape(b, -1), axis=-1)

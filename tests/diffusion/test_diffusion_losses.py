@@ -1,0 +1,211 @@
+"""ELBO, I-MMSE, parameterisation equivalences and the DDPM KL sum, with exact denoisers as the model."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gencomp_jax.diffusion import losses, process, schedules
+from gencomp_jax.theory import gaussian
+from tests.diffusion.gaussian_helpers import COV, MU, source, x0_model
+
+LN2 = math.log(2.0)
+
+
+# -- a discrete source on the 8-bit grid: uniform over 4 atoms in 2-D, H = 2 bits = 1 bit/dim ---------
+ATOMS = (jnp.array([[40, 200], [44, 60], [180, 70], [120, 121]], jnp.float32) / 127.5 - 1.0)
+
+
+def atom_denoiser(gamma_fn):
+    """Exact E[X_0 | z_t] for the uniform 4-atom source, as an eps-prediction model."""
+    def fn(z, t):
+        a, s = schedules.alpha_sigma_from_gamma(gamma_fn(t))
+        a, s = a[:, None], s[:, None]
+        logits = -0.5 * jnp.sum((z[:, None, :] - a[:, :, None] * ATOMS[None]) ** 2, -1) / s ** 2
+        x0 = jax.nn.softmax(logits, -1) @ ATOMS
+        return (z - a * x0) / s
+    return fn
+
+
+def test_vdm_elbo_tightens_to_exact_nll_discrete():
+    """The 256-level VDM bound with the exact denoiser decreases to H(X)/D = 1 bit/dim as [gamma_min, gamma_max]
+    widens (n = 20000 examples; the diffusion term's MC standard error is ~0.04 bit/dim here because the exact
+    denoiser of a discrete source switches sharply between atoms, so the final check allows 0.15 = ~3.5 SE)."""
+    n = 20000
+    x = ATOMS[jax.random.randint(jax.random.PRNGKey(0), (n,), 0, 4)]
+    vals = []
+    for gmin, gmax in [(-4.0, 0.0), (-8.0, 4.0), (-13.3, 10.0)]:
+        g = lambda t, gmin=gmin, gmax=gmax: schedules.linear_gamma(t, gamma_min=gmin, gamma_max=gmax)
+        out = jax.jit(lambda x, k, g=g: losses.vdm_elbo(atom_denoiser(g), x, k, gamma_fn=g))(x, jax.random.PRNGKey(1))
+        vals.append(float(jnp.mean(out["bpd"])))
+    assert all(a > b for a, b in zip(vals, vals[1:])), vals
+    assert vals[-1] == pytest.approx(1.0, abs=0.15), vals
+
+
+def test_vdm_elbo_tightens_to_exact_nll_gaussian():
+    """Continuous-data variant on N(mu, Sigma): the Monte Carlo bound matches its closed form (data term
+    d/2 log(2 pi e / xi_0) + prior KL + I(xi_0) - I(xi_1) by I-MMSE) within 4 standard errors, and the closed
+    form decreases to h(X) as [gamma_min, gamma_max] widens."""
+    n = 50000
+    x = source(jax.random.PRNGKey(2), n)
+    d = 2
+    h_bits = 0.5 * math.log(np.linalg.det(2 * math.pi * math.e * np.asarray(COV, np.float64))) / LN2 / d
+    second_moment = float(jnp.sum(MU ** 2 + jnp.diag(COV)))
+    gaps = []
+    for gmin, gmax in [(-4.0, 2.0), (-8.0, 6.0), (-12.0, 10.0)]:
+        g = lambda t, gmin=gmin, gmax=gmax: schedules.linear_gamma(t, gamma_min=gmin, gamma_max=gmax)
+        model = x0_model(schedules.vp_alpha_sigma(g))
+        out = losses.vdm_elbo(model, x, jax.random.PRNGKey(3), gamma_fn=g, prediction="x0", data="gaussian")
+        mc, se = float(jnp.mean(out["bpd"])), float(jnp.std(out["bpd"])) / math.sqrt(n)
+        xi0, xi1 = math.exp(-gmin), math.exp(-gmax)
+        s1 = 1 / (1 + math.exp(-gmax))
+        recon = d / 2 * math.log(2 * math.pi * math.e / xi0)
+        prior = 0.5 * (d * s1 + (1 - s1) * second_moment - d - d * math.log(s1))
+        diff = float(gaussian.mutual_information(xi0, COV) - gaussian.mutual_information(xi1, COV)) * LN2
+        closed = (recon + prior + diff) / (d * LN2)
+        assert abs(mc - closed) < 4 * se + 1e-3, (gmin, gmax, mc, closed, se)
+        gaps.append(closed - h_bits)
+    assert gaps[0] > gaps[1] > gaps[2] > 0, gaps
+    assert gaps[-1] < 1e-3, gaps
+
+
+def test_i_mmse_integral_equals_mutual_information():
+    """1/2 int_{xi_T}^{xi_tau} mmse(xi) dxi (mmse by Monte Carlo with the exact denoiser) = I(X0; X_tau) - I(X0; X_T)
+    in closed form, within 1%."""
+    xi_T, xi_tau = math.exp(-5.0), math.exp(4.0)
+    nodes = np.linspace(math.log(xi_T), math.log(xi_tau), 41)  # trapezoid in log xi: d xi = xi d log xi
+    n = 40000
+    x0 = source(jax.random.PRNGKey(4), n)
+    eps = jax.random.normal(jax.random.PRNGKey(5), x0.shape)
+
+    @jax.jit
+    def mc_mmse(log_xi):
+        a, s = schedules.alpha_sigma_from_gamma(-log_xi)
+        xt = a * x0 + s * eps
+        return jnp.mean(jnp.sum((gaussian.posterior_mean(xt, a, s, MU, COV) - x0) ** 2, -1))
+
+    m = np.array([float(mc_mmse(v)) for v in nodes])
+    exact_m = np.asarray(gaussian.mmse(jnp.exp(jnp.asarray(nodes)), COV))
+    np.testing.assert_allclose(m, exact_m, rtol=0.03)
+    integrand = 0.5 * m * np.exp(nodes)
+    integral = np.sum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(nodes))
+    mi = float(gaussian.mutual_information(xi_tau, COV) - gaussian.mutual_information(xi_T, COV)) * LN2
+    assert integral == pytest.approx(mi, rel=0.01)
+
+
+def test_parameterisations_same_loss_up_to_weighting():
+    """eps / x0 / v: (i) identical VDM ELBO for the same underlying denoiser, (ii) denoising losses in x0 and v space
+    equal the eps-space loss times `equivalent_weight` (SNR^-1 and (1 + SNR^-1) for VP)."""
+    g = schedules.linear_gamma
+    asg = schedules.vp_alpha_sigma(g)
+    x = source(jax.random.PRNGKey(6), 512) * 0.3
+    base = x0_model(asg, cov=COV * 0.5)  # deliberately mis-specified so the losses are not ~0
+
+    def as_pred(kind):
+        def fn(z, t):
+            a, s = asg(t)
+            a, s = a[:, None], s[:, None]
+            x0 = base(z, t)
+            return process.from_x0_eps(x0, (z - a * x0) / s, a, s, prediction=kind)
+        return fn
+
+    elbos = [losses.vdm_elbo(as_pred(k), x, jax.random.PRNGKey(7), gamma_fn=g, prediction=k, data="gaussian")["bpd"]
+             for k in ("eps", "x0", "v")]
+    for e in elbos[1:]:
+        np.testing.assert_allclose(np.asarray(e), np.asarray(elbos[0]), rtol=2e-3)
+
+    key = jax.random.PRNGKey(8)
+    l_eps = losses.denoising_loss(as_pred("eps"), x, key, alpha_sigma=asg, prediction="eps", target="eps")
+    for target in ("x0", "v"):
+        w = lambda t, target=target: losses.equivalent_weight(target, *asg(t))
+        l_t = losses.denoising_loss(as_pred("eps"), x, key, alpha_sigma=asg, prediction="eps", target=target)
+        l_w = losses.denoising_loss(as_pred("eps"), x, key, alpha_sigma=asg, prediction="eps", target="eps",
+                                    weighting=w)
+        np.testing.assert_allclose(np.asarray(l_t), np.asarray(l_w), rtol=1e-3)
+    # VP identities of the documented weights
+    t = jnp.linspace(0.05, 0.95, 7)
+    a, s = asg(t)
+    snr = jnp.exp(-g(t))
+    np.testing.assert_allclose(losses.equivalent_weight("x0", a, s), 1 / snr, rtol=1e-4)
+    np.testing.assert_allclose(losses.equivalent_weight("v", a, s), 1 + 1 / snr, rtol=1e-4)
+
+
+def test_ddpm_elbo_kl_sum_matches_monte_carlo():
+    """Closed-form per-step KLs of the T=8 DDPM bound match a direct Monte Carlo of log q - log p, and the sampled-step
+    VDM estimator (timesteps=T) is unbiased for their sum."""
+    T = 8
+    g = lambda t: schedules.linear_gamma(t, gamma_min=-6.0, gamma_max=4.0)
+    asg = schedules.vp_alpha_sigma(g)
+    model = x0_model(asg, mu=MU + 0.3, cov=COV)  # mis-specified mean: KLs are clearly non-zero
+    x = source(jax.random.PRNGKey(9), 4000)
+    terms = losses.ddpm_elbo_terms(model, x, jax.random.PRNGKey(10), alpha_sigma=asg, num_steps=T, prediction="x0",
+                                   data="gaussian")
+    kl_closed = np.asarray(jnp.mean(terms["kl"], 0))
+
+    # direct MC: z_t ~ q(z_t|x), z_s ~ q(z_s|z_t,x), average log q(z_s|z_t,x) - log p(z_s|z_t)
+    def logn(z, m, v):
+        return jnp.sum(-0.5 * (z - m) ** 2 / v - 0.5 * jnp.log(2 * jnp.pi * v), -1)
+
+    kl_mc = []
+    for i in range(1, T + 1):
+        t, s = i / T, (i - 1) / T
+        (a_t, s_t), (a_s, s_s) = asg(jnp.float32(t)), asg(jnp.float32(s))
+        k1, k2 = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(11), i))
+        zt = a_t * x + s_t * jax.random.normal(k1, x.shape)
+        mq, var = process.posterior(zt, x, a_s, s_s, a_t, s_t)
+        mp, _ = process.posterior(zt, model(zt, jnp.full((x.shape[0],), t)), a_s, s_s, a_t, s_t)
+        zs = mq + jnp.sqrt(var) * jax.random.normal(k2, x.shape)
+        kl_mc.append(float(jnp.mean(logn(zs, mq, var) - logn(zs, mp, var))))
+    kl_mc = np.array(kl_mc)
+    np.testing.assert_allclose(kl_mc, kl_closed, rtol=0.1, atol=0.01)
+    assert abs(kl_mc.sum() - kl_closed.sum()) < 0.05 * kl_closed.sum()
+
+    est = losses.vdm_elbo(model, x, jax.random.PRNGKey(12), gamma_fn=g, prediction="x0", timesteps=T, data="gaussian",
+                          antithetic=True)
+    dims_ln2 = 2 * LN2
+    assert float(jnp.mean(est["bpd_diffusion"])) * dims_ln2 == pytest.approx(kl_closed.sum(), rel=0.05)
+    assert float(jnp.mean(terms["total"])) == pytest.approx(float(jnp.mean(est["bpd"])) * dims_ln2, rel=0.05)
+
+
+def test_flow_matching_loss_minimised_by_exact_velocity():
+    """The exact velocity field of the Gaussian path has lower flow-matching loss than perturbed ones; the
+    conditional variant passes y through."""
+    x = source(jax.random.PRNGKey(13), 4000)
+    asg = schedules.flow_alpha_sigma
+    den = x0_model(asg)
+
+    def vel(scale):
+        def fn(z, t, y=None):
+            a, s = asg(t)
+            x0 = den(z, t)
+            u = -x0 + (z - a[:, None] * x0) / s[:, None]
+            return scale * u if y is None else scale * u + 0.0 * y
+        return fn
+
+    ls = [float(jnp.mean(losses.flow_matching_loss(vel(c), x, jax.random.PRNGKey(14)))) for c in (0.9, 1.0, 1.1)]
+    assert ls[1] < ls[0] and ls[1] < ls[2]
+    lc = float(jnp.mean(losses.flow_matching_loss(vel(1.0), x, jax.random.PRNGKey(14), y=x)))
+    assert lc == pytest.approx(ls[1], rel=1e-5)
+
+
+def test_schedules():
+    t = jnp.linspace(0, 1, 11)
+    for name in ("linear", "cosine"):
+        fn = {"linear": schedules.linear_gamma, "cosine": schedules.cosine_gamma}[name]
+        gm = fn(t)
+        assert float(gm[0]) == pytest.approx(schedules.GAMMA_MIN, abs=1e-3)
+        assert float(gm[-1]) == pytest.approx(schedules.GAMMA_MAX, abs=1e-3)
+        assert bool(jnp.all(jnp.diff(gm) > 0))
+        a, s = schedules.alpha_sigma_from_gamma(gm)
+        np.testing.assert_allclose(a ** 2 + s ** 2, 1.0, atol=1e-6)
+    net = schedules.MonotoneNetSchedule(n_features=64)
+    p = net.init(jax.random.PRNGKey(0), t)
+    gm = net.apply(p, t)
+    assert bool(jnp.all(jnp.diff(gm) > 0))
+    lin = schedules.LearnedLinearSchedule()
+    p = lin.init(jax.random.PRNGKey(0), t)
+    np.testing.assert_allclose(lin.apply(p, t), schedules.linear_gamma(t), atol=1e-5)
+    with pytest.raises(ValueError, match="Unknown schedule"):
+        schedules.get_alpha_sigma("sqrt")
