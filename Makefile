@@ -22,8 +22,12 @@ $(STAMP): setup.cfg pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
+# Trains the runlocal hyperprior at two rates on scikit-image's photos, evaluates both on Kodak with
+# real files, writes demo_out/rd.json (+ per-run JSON and per-image CSV) and demo_out/rd.png.
+DEMO_LAMBDAS ?= 0.004,0.02
 demo: $(STAMP)
-	$(PY) experiments/demo.py --out demo_out
+	$(PY) experiments/sweep.py --config configs/hyperprior.py:runlocal --workdir demo_out \
+	    --key model.lmbda --values $(DEMO_LAMBDAS) --metrics psnr-rgb,ms-ssim,lpips-alex --reference balle2018
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

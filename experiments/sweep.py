@@ -32,6 +32,7 @@ flags.DEFINE_bool("evaluate", True, "After local runs, evaluate with real files 
 flags.DEFINE_string("dataset", "kodak", "Evaluation set (kodak or a folder).")
 flags.DEFINE_integer("limit", None, "Evaluate on the first N images only.")
 flags.DEFINE_string("out", None, "Results JSON (default <workdir>/rd.json; plot beside it as rd.png).")
+flags.DEFINE_list("metrics", ["psnr-rgb", "ms-ssim"], "Per-image metrics (e.g. psnr-rgb,ms-ssim,lpips-alex).")
 flags.DEFINE_string("reference", None, "Reference curve to overlay in the plot (e.g. balle2018).")
 flags.DEFINE_string("python", sys.executable, "Interpreter in emitted commands.")
 flags.DEFINE_string("slurm_options", "--gres=gpu:1 --cpus-per-task=8 --time=24:00:00",
@@ -135,12 +136,14 @@ def main(argv):
     out = pathlib.Path(FLAGS.out) if FLAGS.out else root / "rd.json"
     merged = evaluate_sweep([str(d) for d in dirs], out_json=out, name=FLAGS.config.method,
                             dataset=FLAGS.dataset, limit=FLAGS.limit, plot_path=out.with_suffix(".png"),
-                            reference=FLAGS.reference)
-    res = merged["results"]
-    print(f"{'run':<32} {'bpp':>8} {'psnr':>8}")
-    for d, bpp, psnr in zip(dirs, res.get("bpp", []), res.get("psnr-rgb", [])):
-        print(f"{d.name:<32} {bpp:8.4f} {psnr:8.2f}")
-    print(f"Results: {out}  plot: {out.with_suffix('.png')}")
+                            reference=FLAGS.reference, metrics=FLAGS.metrics)
+    from gencomp_jax.eval.results import format_table
+
+    print(format_table([(d.name, merged["runs"][str(d)]) for d in dirs]))
+    print(f"\nRD curve (all runs): {out}\nPlot: {out.with_suffix('.png')}")
+    for d in dirs:
+        run_json = out.with_name(f"{out.stem}_{d.resolve().name}.json")
+        print(f"{d.name}: checkpoints in {d}, results {run_json}, per image {run_json.with_name(run_json.stem + '_per_image.csv')}")
 
 
 if __name__ == "__main__":

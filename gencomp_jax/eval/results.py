@@ -194,3 +194,26 @@ def metric_keys(results_list: Iterable[Mapping[str, Any]]) -> list[str]:
                 continue
             seen.append(k)
     return seen
+
+
+def format_table(rows: Sequence[tuple[str, Mapping[str, Any]]], *,
+                 keys: Sequence[str] = ("bpp", "bpp_est", "psnr-rgb", "ms-ssim", "lpips-alex",
+                                        "encoding_time", "decoding_time")) -> str:
+    """A plain-text table of results, one line per (label, results dict) and rate point.
+
+    Columns are the `keys` present in any of the results; missing values print as "-".
+    """
+    present = [k for k in keys if any(k in r["results"] for _, r in rows)]
+    header = f"{'run':<28}" + "".join(f"{k:>15}" for k in present)
+    lines = [header, "-" * len(header)]
+    for label, res in rows:
+        n = len(res["results"]["bpp"])
+        for i in range(n):
+            cells = []
+            for k in present:
+                v = res["results"].get(k, [None] * n)[i]
+                cells.append(f"{'-':>15}" if v is None or (isinstance(v, float) and math.isnan(v))
+                             else f"{v:>15.4f}")
+            name = label if n == 1 else f"{label}[{i}]"
+            lines.append(f"{name:<28}" + "".join(cells))
+    return "\n".join(lines)
