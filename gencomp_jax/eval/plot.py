@@ -39,10 +39,9 @@ def plot_rd(results: Sequence[Mapping[str, Any]], out_path, *, metrics: Sequence
     metrics: panels to draw (default: every quality/realism metric present, see results.metric_keys).
     reference: None or a key of REFERENCES (e.g. "balle2018").
     """
+    # A bare Figure (no pyplot state, no backend switch): safe in scripts, servers and notebooks.
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     results = [results_lib.validate_results(r) for r in results]
     if not results:
@@ -61,12 +60,13 @@ def plot_rd(results: Sequence[Mapping[str, Any]], out_path, *, metrics: Sequence
         methods.setdefault(r["name"], []).append(r)
     curves = {name: results_lib.merge_results(items) if len(items) > 1 else items[0]
               for name, items in methods.items()}
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = {name: (colors[i % len(colors)], MARKERS[i % len(MARKERS)]) for i, name in enumerate(curves)}
 
     ncols = min(len(panels), 3)
     nrows = (len(panels) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 4.0 * nrows), squeeze=False)
+    fig = Figure(figsize=(5.0 * ncols, 4.0 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, metric in zip(axes.flat, panels):
         for name, res in curves.items():
             if metric not in res["results"]:
@@ -90,5 +90,4 @@ def plot_rd(results: Sequence[Mapping[str, Any]], out_path, *, metrics: Sequence
     out_path = pathlib.Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=120)
-    plt.close(fig)
     return out_path
