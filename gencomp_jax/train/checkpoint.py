@@ -112,9 +112,17 @@ class Checkpointer:
             read_only=read_only,
             # Synchronous saves: the next step donates the state buffers.
             enable_async_checkpointing=False)
-        self._mngr = ocp.CheckpointManager(
-            self.directory, options=options,
-            item_handlers={"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()})
+        # orbax warns about every option a read-only manager ignores; loading a model is not news.
+        absl_logger = logging.getLogger("absl")
+        level = absl_logger.level
+        if read_only:
+            absl_logger.setLevel(logging.ERROR)
+        try:
+            self._mngr = ocp.CheckpointManager(
+                self.directory, options=options,
+                item_handlers={"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()})
+        finally:
+            absl_logger.setLevel(level)
 
     def latest_step(self) -> int | None:
         return self._mngr.latest_step()
