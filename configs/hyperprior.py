@@ -1,0 +1,63 @@
+"""Ballé et al. 2018 scale hyperprior (method "hyperprior", gencomp_jax/codecs/ntc.py).
+
+Presets (comma-separated, e.g. `configs/hyperprior.py:runlocal,lmbda=0.0067`):
+  runlocal     CPU-sized: N=64, M=96, 64x64 crops, batch 8, 1500 steps (~4 min on 2 cores)
+  quality=q    q in 1..8: CompressAI's lambda table and N, M (128/192 for q<=5, 192/320 above)
+  lmbda=x      rate-distortion trade-off: loss = bpp + lmbda * 255^2 * MSE
+  gpu          N=128/M=192 (or per quality), 256x256 crops, batch 16, 1M steps on a TFDS/folder source
+  steps=n      override train.num_steps
+"""
+
+from gencomp_jax.config_utils import base_config, parse_arg
+
+# CompressAI bmshj2018-hyperprior, MSE: quality -> (lambda, N, M)
+QUALITIES = {
+    1: (0.0018, 128, 192), 2: (0.0035, 128, 192), 3: (0.0067, 128, 192), 4: (0.0130, 128, 192),
+    5: (0.0250, 128, 192), 6: (0.0483, 192, 320), 7: (0.0932, 192, 320), 8: (0.1800, 192, 320),
+}
+
+
+def get_config(arg=None):
+    args = parse_arg(arg, runlocal=False, gpu=False, quality=0, lmbda=0.0, steps=0)
+    config = base_config()
+    config.method = "hyperprior"
+    config.model.N = 128
+    config.model.M = 192
+    config.model.lmbda = 0.0130
+
+    if args.quality:
+        if args.quality not in QUALITIES:
+            raise ValueError(f"quality must be one of 1..8, got {args.quality}.")
+        config.model.lmbda, config.model.N, config.model.M = QUALITIES[args.quality]
+
+    config.optim.learning_rate = 1e-4
+    config.optim.warmup_steps = 100
+    config.optim.clip_norm = 1.0
+
+    if args.runlocal:
+        config.model.N, config.model.M = 64, 96
+        config.data.source = "skimage"
+        config.data.crop_size = 64
+        config.data.batch_size = 8
+        config.optim.learning_rate = 1e-3
+        config.optim.warmup_steps = 50
+        config.train.num_steps = 1500
+        config.train.log_every = 100
+        config.train.checkpoint_every = 500
+        config.train.ema_decay = 0.99
+    if args.gpu:
+        config.data.source = "tfds"
+        config.data.name = "clic"
+        config.data.crop_size = 256
+        config.data.batch_size = 16
+        config.optim.learning_rate = 1e-4
+        config.optim.warmup_steps = 1000
+        config.train.num_steps = 1_000_000
+        config.train.log_every = 1000
+        config.train.checkpoint_every = 10_000
+        config.train.eval_every = 10_000
+    if args.lmbda:
+        config.model.lmbda = float(args.lmbda)
+    if args.steps:
+        config.train.num_steps = int(args.steps)
+    return config

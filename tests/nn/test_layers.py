@@ -1,0 +1,89 @@
+"""Tests for gencomp_jax.nn.layers: SubpixelConv == conv_transpose, GDN/IGDN formulas and bounds."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gencomp_jax.nn import layers as L
+
+
+@pytest.mark.parametrize("k,s", [(5, 2), (3, 2), (4, 2), (3, 3)])
+def test_subpixel_conv_equals_conv_transpose(k, s):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 7, 3)).astype(np.float32)
+    kernel = rng.normal(size=(k, k, 3, 4)).astype(np.float32)
+    bias = rng.normal(size=(4,)).astype(np.float32)
+    with jax.default_matmul_precision("highest"):
+        ref = jax.lax.conv_transpose(x, kernel, (s, s), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+        layer = L.SubpixelConv(4, kernel_size=k, stride=s)
+        params = layer.init(jax.random.PRNGKey(0), x)
+        assert params["params"]["kernel"].shape == kernel.shape  # same parameters as ConvTranspose
+        got = layer.apply({"params": {"kernel": kernel, "bias": bias}}, x)
+        # and the same gradients
+        g_ref = jax.grad(lambda kk: jnp.sum(jax.lax.conv_transpose(
+            x, kk, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) ** 2))(kernel)
+        g = jax.grad(lambda kk: jnp.sum((layer.apply({"params": {"kernel": kk, "bias": bias * 0}},
+                                                     x)) ** 2))(kernel)
+    assert got.shape == ref.shape == (2, 5 * s, 7 * s, 4)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-3)
+
+
+def test_depth_to_space_inverts_space_to_depth():
+    x = jnp.arange(2 * 4 * 6 * 3, dtype=jnp.float32).reshape(2, 4, 6, 3)
+    np.testing.assert_array_equal(L.depth_to_space(L.space_to_depth(x, 2), 2), x)
+    z = L.space_to_depth(x, 2)
+    assert float(z[0, 0, 0, 3]) == float(x[0, 0, 1, 0])  # channel (r1*s + r2)*C + c
+
+
+def test_gdn_and_igdn_match_formula_and_invert_each_other():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 3, 3, 5)).astype(np.float32)
+    gdn, igdn = L.GDN(), L.IGDN()
+    p = gdn.init(jax.random.PRNGKey(0), x)
+    beta_raw = rng.uniform(0.5, 1.5, size=5).astype(np.float32)
+    gamma_raw = rng.uniform(0.0, 0.5, size=(5, 5)).astype(np.float32)
+    p = {"params": {"beta": jnp.asarray(beta_raw), "gamma": jnp.asarray(gamma_raw)}}
+    beta, gamma = beta_raw ** 2 - 2.0 ** -36, gamma_raw ** 2 - 2.0 ** -36
+    norm = np.einsum("nhwj,ij->nhwi", x ** 2, gamma) + beta
+    y = gdn.apply(p, x)
+    np.testing.assert_allclose(y, x / np.sqrt(norm), rtol=1e-5)
+    np.testing.assert_allclose(igdn.apply(p, x), x * np.sqrt(norm), rtol=1e-5)
+    # inverse relation: x is the fixed point of x' = y * sqrt(beta + gamma x'^2) (IGDN's norm at x)
+    np.testing.assert_allclose(np.asarray(y) * np.sqrt(norm), x, rtol=1e-5, atol=1e-6)
+    # with gamma = 0 GDN and IGDN are exact inverses
+    p0 = {"params": {"beta": jnp.asarray(beta_raw), "gamma": jnp.zeros((5, 5))}}
+    np.testing.assert_allclose(igdn.apply(p0, gdn.apply(p0, x)), x, rtol=1e-5, atol=1e-6)
+
+
+def test_gdn_reparameterization_keeps_beta_positive_and_gradient_flows_upwards():
+    x = jnp.ones((1, 1, 1, 2))
+    p = {"params": {"beta": jnp.array([-3.0, 0.0]), "gamma": jnp.zeros((2, 2))}}
+    y = L.GDN().apply(p, x)
+    assert np.all(np.isfinite(y)) and np.all(np.asarray(y) <= 1e3 + 1)  # beta clamped at beta_min
+    # lower_bound: gradient passes where it would push the value up, blocked otherwise
+    g = jax.grad(lambda r: jnp.sum(-L.lower_bound(r, 1.0)))(jnp.array([0.0, 2.0]))
+    np.testing.assert_array_equal(g, [-1.0, -1.0])
+    g = jax.grad(lambda r: jnp.sum(L.lower_bound(r, 1.0)))(jnp.array([0.0, 2.0]))
+    np.testing.assert_array_equal(g, [0.0, 1.0])
+
+
+@pytest.mark.parametrize("cin,size", [(3, (9, 12)), (16, (9, 7))])  # patches path, polyphase path
+def test_strided_conv_equals_nn_conv(cin, size):
+    import flax.linen as nn
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(2, *size, cin)), jnp.float32)
+    layer = L.StridedConv(8, 5, 2)
+    params = layer.init(jax.random.PRNGKey(0), x)
+    params = jax.tree_util.tree_map(lambda a: a + 0.1, params)  # nonzero bias
+    ref_layer = nn.Conv(8, (5, 5), strides=(2, 2), padding="SAME")
+    with jax.default_matmul_precision("highest"):
+        got = layer.apply(params, x)
+        ref = ref_layer.apply(params, x)
+        g = jax.grad(lambda p: jnp.sum(layer.apply(p, x) ** 2))(params)
+        g_ref = jax.grad(lambda p: jnp.sum(ref_layer.apply(p, x) ** 2))(params)
+    assert got.shape == (2, (size[0] + 1) // 2, (size[1] + 1) // 2, 8)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g["params"]["kernel"], g_ref["params"]["kernel"], rtol=1e-4, atol=1e-3)
