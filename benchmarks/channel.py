@@ -23,15 +23,37 @@ from gencomp_jax.channel.randomness import PURPOSE_PFR, SharedRandomness  # noqa
 OUT = pathlib.Path(__file__).resolve().parent / "results"
 
 
-def bench_dq(k=10**6):
-    x = np.random.default_rng(0).normal(0, 3.0, k).astype(np.float32)
-    w = dq.dither(jax.random.key(0), (k,), 1.0)
-    dq.dq_encode(x[:1000], 0.0, 3.0, 1.0, w=w[:1000])  # warm-up compile (batch shape differs; see note)
-    t = time.perf_counter(); data, y = dq.dq_encode(x, 0.0, 3.0, 1.0, w=w); te = time.perf_counter() - t
-    t = time.perf_counter(); y2 = dq.dq_decode(data, jnp.zeros(k), 3.0, 1.0, w=w); td = time.perf_counter() - t
+def _time_dq(x, loc, scale, w, family, delta=1.0):
+    k = x.shape[0]
+    dq.dq_encode(x, loc, scale, delta, w=w, family=family)  # warm-up: same shapes -> compiled tables
+    load = os.getloadavg()[0]
+    t = time.perf_counter(); data, y = dq.dq_encode(x, loc, scale, delta, w=w, family=family); te = time.perf_counter() - t
+    t = time.perf_counter(); y2 = dq.dq_decode(data, loc, scale, delta, w=w, family=family); td = time.perf_counter() - t
     assert np.array_equal(np.asarray(y), np.asarray(y2))
-    return {"k": k, "encode_s": te, "decode_s": td, "elements_per_s_encode_plus_decode": k / (te + td),
-            "bits_per_element": 8 * len(data) / k}
+    ideal = float(jnp.mean(dq.dq_bits(dq.dq_quantize(x, w, delta), w, loc, scale, delta, family=family)))
+    return {"k": k, "family": family, "encode_s": te, "decode_s": td,
+            "elements_per_s_encode_plus_decode": k / (te + td), "bits_per_element": 8 * len(data) / k,
+            "ideal_bits_per_element": ideal, "load_avg_1min": load}
+
+
+def bench_dq(k=10**6):
+    """k = 10^6 elements: N(0, 9) source with a matched model (scale/delta = 3), and a UQDM-like mix
+    with scale/delta log-uniform in [0.05, 50] (adaptive supports: many classes)."""
+    rng = np.random.default_rng(0)
+    w = dq.dither(jax.random.key(0), (k,), 1.0)
+    rows = []
+    for fam, s in (("gaussian", 3.0), ("logistic", 3.0 * math.sqrt(3) / math.pi)):
+        x = (rng.normal(0, 3.0, k)).astype(np.float32)
+        rows.append(dict(_time_dq(x, jnp.zeros(k), s, w, fam), case="scale/delta = 3"))
+    sc = np.exp(rng.uniform(math.log(0.05), math.log(50), k)).astype(np.float32)
+    x = (rng.normal(0, 1, k) * sc).astype(np.float32)
+    for fam in ("gaussian", "logistic"):
+        rows.append(dict(_time_dq(x, jnp.zeros(k), sc, w, fam), case="scale/delta log-uniform [0.05, 50]"))
+    for r in rows:
+        print(f"DQ {r['family']:8s} {r['case']:36s} enc {r['encode_s']:.3f} s dec {r['decode_s']:.3f} s "
+              f"{r['elements_per_s_encode_plus_decode']:,.0f} el/s  bits/el {r['bits_per_element']:.4f} "
+              f"(ideal {r['ideal_bits_per_element']:.4f})  load {r['load_avg_1min']:.1f}")
+    return rows
 
 
 def bench_pfr_chunk(dim=64, reps=20):
@@ -53,40 +75,55 @@ def bench_pfr_chunk(dim=64, reps=20):
     return rows
 
 
-def bench_chunked(dim=4096):
-    """Time vs KL (chunked: N = 2**ceil(KL/C + 2), so ~2**KL per chunk until 14 bits) and vs #chunks."""
+def bench_chunked(dim=1024):
+    """Time and bits vs KL for the default (Renyi-2, N = 2**ceil(2 KL_c + 8), chunks <= 4 bits) and DiffC's
+    padding (N = 2**ceil(KL_c + 2), chunks <= 14 bits): ~2**(2 KL) per chunk until the cap, then linear
+    in the number of chunks."""
     rows = []
     r = SharedRandomness(2)
-    for kl in (4, 6, 8, 10, 12, 14, 28, 42, 56):
-        mu = np.full(dim, math.sqrt(2 * kl * math.log(2) / dim), np.float32)
-        pfr.gaussian_channel_encode(mu, 0.0, 1.0, randomness=r, step=0)  # compile
-        t = time.perf_counter()
-        _, code = pfr.gaussian_channel_encode(mu, 0.0, 1.0, randomness=r, step=1)
-        dt = time.perf_counter() - t
-        plan = pfr.plan_chunks(code.kl_q, dim)
-        nbits = 8 * len(index_coding.encode_gaussian_codes([code], [dim]))
-        rows.append({"kl_bits": kl, "dim": dim, "num_chunks": plan.num_chunks,
-                     "log2_candidates": plan.log2_candidates, "encode_s": dt, "bits": nbits})
-        print(f"KL={kl:3d} chunks={plan.num_chunks} N=2^{plan.log2_candidates} encode {dt:7.3f} s bits={nbits}")
+    for rule, opts in (("renyi2_default", {}), ("diffc_padding2", {"padding_bits": pfr.DIFFC_PADDING_BITS})):
+        for kl in (1, 2, 3, 4, 8, 14, 28, 56):
+            mu = np.full(dim, math.sqrt(2 * kl * math.log(2) / dim), np.float32)
+            pfr.gaussian_channel_encode(mu, 0.0, 1.0, randomness=r, step=0, **opts)  # compile
+            t = time.perf_counter()
+            _, code = pfr.gaussian_channel_encode(mu, 0.0, 1.0, randomness=r, step=1, **opts)
+            dt = time.perf_counter() - t
+            plan = pfr.plan_chunks(code.kl_q, dim, **opts)
+            # bits averaged over 4 steps (index code lengths are random)
+            codes = [pfr.gaussian_channel_encode(mu, 0.0, 1.0, randomness=r, step=s, **opts)[1] for s in range(2, 6)]
+            nbits = 8 * len(index_coding.encode_gaussian_codes(codes, [dim] * len(codes), **opts)) / len(codes)
+            rows.append({"rule": rule, "kl_bits": kl, "dim": dim, "num_chunks": plan.num_chunks,
+                         "log2_candidates": plan.log2_candidates, "encode_s": dt, "bits": nbits,
+                         "load_avg_1min": os.getloadavg()[0]})
+            print(f"{rule:15s} KL={kl:3d} chunks={plan.num_chunks:2d} N=2^{plan.log2_candidates} encode {dt:7.3f} s "
+                  f"bits/step={nbits:6.1f}")
     return rows
 
 
-def padding_table(n=10_000, kl=1.0):
+def padding_table(n=10_000):
+    """Bias of the component along mu (sigma units; s.e. 0.01 at n = 10^4) and KS vs log2 N.
+
+    Rule "kl+p": log2 N = ceil(KL + p) (DiffC: p = 2); rule "2kl+m": log2 N = ceil(2 KL + m) (the default,
+    m = 8).  At fixed m the bias is ~KL-independent (~0.9 * 2^-m sigma): the Renyi-2 law."""
     rows = []
     base = SharedRandomness(3).key(PURPOSE_PFR)
+    cases = ([(1.0, "kl+p", p) for p in (0, 1, 2, 4, 8)] + [(kl, "2kl+m", m) for kl in (1.0, 2.0) for m in (2, 4, 6, 8)]
+             + [(4.0, "kl+p", 2), (4.0, "2kl+m", 2), (4.0, "2kl+m", 4)])
     for dim in (1, 2):
-        mu = jnp.full((dim,), math.sqrt(2 * kl * math.log(2) / dim), jnp.float32)
-        for pad in (0, 1, 2, 4, 8):
-            l2n = int(math.ceil(kl + pad))
-            keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(base, 10 * dim + pad),
+        for ci, (kl, rule, v) in enumerate(cases):
+            mu = jnp.full((dim,), math.sqrt(2 * kl * math.log(2) / dim), jnp.float32)
+            l2n = int(math.ceil((kl if rule == "kl+p" else 2 * kl) + v))
+            keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(base, 100 * dim + ci),
                                                            jnp.arange(n, dtype=jnp.uint32))
             idx = jax.jit(jax.vmap(lambda k: pfr._orc_search(k, mu, l2n, pfr._block_size(l2n, dim, 2**21))))(keys)
             e = np.asarray(jax.vmap(lambda k, i: pfr.gaussian_candidate(k, i, dim))(keys, idx) - mu)
             u = e @ np.asarray(mu) / float(jnp.linalg.norm(mu))
             ks = stats.kstest(u, "norm")
-            rows.append({"dim": dim, "kl_bits": kl, "padding_bits": pad, "ks": ks.statistic, "ks_p": ks.pvalue,
-                         "mean_bias": float(u.mean()), "var": float(u.var())})
-            print(f"dim={dim} pad={pad} KS={ks.statistic:.4f} p={ks.pvalue:.2g} bias={u.mean():+.4f} var={u.var():.3f}")
+            rows.append({"dim": dim, "kl_bits": kl, "rule": rule, "extra_bits": v, "log2_candidates": l2n,
+                         "ks": ks.statistic, "ks_p": ks.pvalue, "mean_bias": float(u.mean()),
+                         "bias_se": float(u.std() / math.sqrt(n)), "var": float(u.var())})
+            print(f"dim={dim} KL={kl} {rule}={v} N=2^{l2n} KS={ks.statistic:.4f} p={ks.pvalue:.2g} "
+                  f"bias={u.mean():+.4f} var={u.var():.3f}")
     return rows
 
 
@@ -94,7 +131,7 @@ def main():
     OUT.mkdir(exist_ok=True)
     res = {"machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
                        "jax": jax.__version__}}
-    res["dq"] = bench_dq(); print(res["dq"])
+    res["dq"] = bench_dq()
     res["pfr_chunk"] = bench_pfr_chunk()
     res["chunked"] = bench_chunked()
     res["padding"] = padding_table()
@@ -108,9 +145,10 @@ def main():
             rr = [r for r in res["pfr_chunk"] if r["log2_candidates"] == b]
             ax[0].semilogy([r["kl_bits"] for r in rr], [r["encode_s"] for r in rr], "o-", label=f"N=2^{b}")
         ax[0].set_xlabel("chunk KL [bits]"); ax[0].set_ylabel("encode time per chunk [s]"); ax[0].legend()
-        rr = res["chunked"]
-        ax[1].semilogy([r["kl_bits"] for r in rr], [r["encode_s"] for r in rr], "o-")
-        ax[1].set_xlabel(f"total KL [bits], dim={rr[0]['dim']} (chunks of <=14 bits)"); ax[1].set_ylabel("encode [s]")
+        for rule in ("renyi2_default", "diffc_padding2"):
+            rr = [r for r in res["chunked"] if r["rule"] == rule]
+            ax[1].semilogy([r["kl_bits"] for r in rr], [r["encode_s"] for r in rr], "o-", label=rule)
+        ax[1].set_xlabel(f"total KL [bits], dim={rr[0]['dim']}"); ax[1].set_ylabel("encode [s]"); ax[1].legend()
         fig.tight_layout(); fig.savefig(OUT / "channel.png", dpi=100)
     except ImportError:
         print("matplotlib missing: no plot")

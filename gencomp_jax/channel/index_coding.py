@@ -209,7 +209,7 @@ def decode_indices(data: bytes, n: int, kl_bits, num_candidates=None, *, return_
 
 
 def encode_gaussian_codes(codes: Sequence[GaussianChannelCode], dims: Sequence[int], *,
-                          max_chunk_bits: int = 16, padding_bits: int = 2) -> bytes:
+                          max_chunk_bits: int = 16, padding_bits: int | None = None) -> bytes:
     """Serialise the codes of several steps: varint KLs, then all chunk indices (Zipf-coded)."""
     if len(codes) != len(dims):
         raise ValueError("need one dimension per step")
@@ -227,7 +227,7 @@ def encode_gaussian_codes(codes: Sequence[GaussianChannelCode], dims: Sequence[i
 
 
 def decode_gaussian_codes(data: bytes, dims: Sequence[int], *, max_chunk_bits: int = 16,
-                          padding_bits: int = 2) -> list:
+                          padding_bits: int | None = None) -> list:
     """Inverse of :func:`encode_gaussian_codes` -> list of GaussianChannelCode (one per step)."""
     pos, plans = 0, []
     for d in dims:
