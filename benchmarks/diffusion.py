@@ -9,6 +9,7 @@ ELBO loss (bits/dim) with Adam, jitted. Writes benchmarks/results/diffusion.json
 """
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -56,22 +57,23 @@ def bench(name, net, repeats, batch=32, size=32, sample_n=16, sample_steps=100):
     tx = optax.adam(1e-4)
     st = tx.init(p)
 
-    @jax.jit
-    def step(p, st, k):
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(p, st, x, k):   # the batch is an argument (as in training), not a compile-time constant
         (l, _), g = jax.value_and_grad(lambda p: m.loss(p, {"image": x}, k, True), has_aux=True)(p)
         u, st = tx.update(g, st, p)
         return optax.apply_updates(p, u), st, l
 
-    state = [p, st]
+    state = [jax.tree_util.tree_map(jnp.copy, p), st]
 
     def run():
-        state[0], state[1], l = step(state[0], state[1], jax.random.PRNGKey(1))
+        state[0], state[1], l = step(state[0], state[1], x, jax.random.PRNGKey(1))
         return l
     dt = _time(run, repeats)
     ds = _time(lambda: m._sample_float(p, jax.random.PRNGKey(2), sample_n, sampler="ode_euler",
                                        steps=sample_steps, shape=(size, size, 3)), 1)
     return {"net": name, "params": count_params(p["net"]), "train_step_s": dt, "train_steps_per_s": 1 / dt,
-            "sample_images_per_s": sample_n / ds, "sample_steps": sample_steps, "sample_batch": sample_n}
+            "sample_images_per_s": sample_n / ds, "sample_steps": sample_steps, "sample_batch": sample_n,
+            "load_avg_1min": os.getloadavg()[0]}
 
 
 def main():

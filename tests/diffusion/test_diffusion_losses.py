@@ -35,11 +35,13 @@ def test_vdm_elbo_tightens_to_exact_nll_discrete():
     denoiser of a discrete source switches sharply between atoms, so the final check allows 0.15 = ~3.5 SE)."""
     n = 20000
     x = ATOMS[jax.random.randint(jax.random.PRNGKey(0), (n,), 0, 4)]
-    vals = []
-    for gmin, gmax in [(-4.0, 0.0), (-8.0, 4.0), (-13.3, 10.0)]:
-        g = lambda t, gmin=gmin, gmax=gmax: schedules.linear_gamma(t, gamma_min=gmin, gamma_max=gmax)
-        out = jax.jit(lambda x, k, g=g: losses.vdm_elbo(atom_denoiser(g), x, k, gamma_fn=g))(x, jax.random.PRNGKey(1))
-        vals.append(float(jnp.mean(out["bpd"])))
+
+    @jax.jit
+    def bound(gmin, gmax):
+        g = lambda t: schedules.linear_gamma(t, gamma_min=gmin, gamma_max=gmax)  # noqa: E731
+        return jnp.mean(losses.vdm_elbo(atom_denoiser(g), x, jax.random.PRNGKey(1), gamma_fn=g)["bpd"])
+
+    vals = [float(bound(gmin, gmax)) for gmin, gmax in [(-4.0, 0.0), (-8.0, 4.0), (-13.3, 10.0)]]
     assert all(a > b for a, b in zip(vals, vals[1:])), vals
     assert vals[-1] == pytest.approx(1.0, abs=0.15), vals
 
@@ -53,12 +55,18 @@ def test_vdm_elbo_tightens_to_exact_nll_gaussian():
     d = 2
     h_bits = 0.5 * math.log(np.linalg.det(2 * math.pi * math.e * np.asarray(COV, np.float64))) / LN2 / d
     second_moment = float(jnp.sum(MU ** 2 + jnp.diag(COV)))
+
+    @jax.jit
+    def bound(gmin, gmax):
+        g = lambda t: schedules.linear_gamma(t, gamma_min=gmin, gamma_max=gmax)  # noqa: E731
+        out = losses.vdm_elbo(x0_model(schedules.vp_alpha_sigma(g)), x, jax.random.PRNGKey(3), gamma_fn=g,
+                              prediction="x0", data="gaussian")
+        return jnp.mean(out["bpd"]), jnp.std(out["bpd"])
+
     gaps = []
     for gmin, gmax in [(-4.0, 2.0), (-8.0, 6.0), (-12.0, 10.0)]:
-        g = lambda t, gmin=gmin, gmax=gmax: schedules.linear_gamma(t, gamma_min=gmin, gamma_max=gmax)
-        model = x0_model(schedules.vp_alpha_sigma(g))
-        out = losses.vdm_elbo(model, x, jax.random.PRNGKey(3), gamma_fn=g, prediction="x0", data="gaussian")
-        mc, se = float(jnp.mean(out["bpd"])), float(jnp.std(out["bpd"])) / math.sqrt(n)
+        mc, sd = bound(gmin, gmax)
+        mc, se = float(mc), float(sd) / math.sqrt(n)
         xi0, xi1 = math.exp(-gmin), math.exp(-gmax)
         s1 = 1 / (1 + math.exp(-gmax))
         recon = d / 2 * math.log(2 * math.pi * math.e / xi0)
@@ -111,18 +119,24 @@ def test_parameterisations_same_loss_up_to_weighting():
             return process.from_x0_eps(x0, (z - a * x0) / s, a, s, prediction=kind)
         return fn
 
-    elbos = [losses.vdm_elbo(as_pred(k), x, jax.random.PRNGKey(7), gamma_fn=g, prediction=k, data="gaussian")["bpd"]
-             for k in ("eps", "x0", "v")]
+    @jax.jit
+    def compute():   # one compile for all losses
+        elbos = [losses.vdm_elbo(as_pred(k), x, jax.random.PRNGKey(7), gamma_fn=g, prediction=k,
+                                 data="gaussian")["bpd"] for k in ("eps", "x0", "v")]
+        key = jax.random.PRNGKey(8)
+        pairs = []
+        for target in ("x0", "v"):
+            w = lambda t, target=target: losses.equivalent_weight(target, *asg(t))  # noqa: E731
+            l_t = losses.denoising_loss(as_pred("eps"), x, key, alpha_sigma=asg, prediction="eps", target=target)
+            l_w = losses.denoising_loss(as_pred("eps"), x, key, alpha_sigma=asg, prediction="eps", target="eps",
+                                        weighting=w)
+            pairs.append((l_t, l_w))
+        return elbos, pairs
+
+    elbos, pairs = compute()
     for e in elbos[1:]:
         np.testing.assert_allclose(np.asarray(e), np.asarray(elbos[0]), rtol=2e-3)
-
-    key = jax.random.PRNGKey(8)
-    l_eps = losses.denoising_loss(as_pred("eps"), x, key, alpha_sigma=asg, prediction="eps", target="eps")
-    for target in ("x0", "v"):
-        w = lambda t, target=target: losses.equivalent_weight(target, *asg(t))
-        l_t = losses.denoising_loss(as_pred("eps"), x, key, alpha_sigma=asg, prediction="eps", target=target)
-        l_w = losses.denoising_loss(as_pred("eps"), x, key, alpha_sigma=asg, prediction="eps", target="eps",
-                                    weighting=w)
+    for l_t, l_w in pairs:
         np.testing.assert_allclose(np.asarray(l_t), np.asarray(l_w), rtol=1e-3)
     # VP identities of the documented weights
     t = jnp.linspace(0.05, 0.95, 7)
@@ -140,33 +154,38 @@ def test_ddpm_elbo_kl_sum_matches_monte_carlo():
     asg = schedules.vp_alpha_sigma(g)
     model = x0_model(asg, mu=MU + 0.3, cov=COV)  # mis-specified mean: KLs are clearly non-zero
     x = source(jax.random.PRNGKey(9), 4000)
-    terms = losses.ddpm_elbo_terms(model, x, jax.random.PRNGKey(10), alpha_sigma=asg, num_steps=T, prediction="x0",
-                                   data="gaussian")
-    kl_closed = np.asarray(jnp.mean(terms["kl"], 0))
 
-    # direct MC: z_t ~ q(z_t|x), z_s ~ q(z_s|z_t,x), average log q(z_s|z_t,x) - log p(z_s|z_t)
-    def logn(z, m, v):
-        return jnp.sum(-0.5 * (z - m) ** 2 / v - 0.5 * jnp.log(2 * jnp.pi * v), -1)
+    @jax.jit
+    def compute():   # one compile for the closed form, the direct Monte Carlo and the sampled-step estimator
+        terms = losses.ddpm_elbo_terms(model, x, jax.random.PRNGKey(10), alpha_sigma=asg, num_steps=T,
+                                       prediction="x0", data="gaussian")
 
-    kl_mc = []
-    for i in range(1, T + 1):
-        t, s = i / T, (i - 1) / T
-        (a_t, s_t), (a_s, s_s) = asg(jnp.float32(t)), asg(jnp.float32(s))
-        k1, k2 = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(11), i))
-        zt = a_t * x + s_t * jax.random.normal(k1, x.shape)
-        mq, var = process.posterior(zt, x, a_s, s_s, a_t, s_t)
-        mp, _ = process.posterior(zt, model(zt, jnp.full((x.shape[0],), t)), a_s, s_s, a_t, s_t)
-        zs = mq + jnp.sqrt(var) * jax.random.normal(k2, x.shape)
-        kl_mc.append(float(jnp.mean(logn(zs, mq, var) - logn(zs, mp, var))))
-    kl_mc = np.array(kl_mc)
+        # direct MC: z_t ~ q(z_t|x), z_s ~ q(z_s|z_t,x), average log q(z_s|z_t,x) - log p(z_s|z_t)
+        def logn(z, m, v):
+            return jnp.sum(-0.5 * (z - m) ** 2 / v - 0.5 * jnp.log(2 * jnp.pi * v), -1)
+
+        def mc_step(i):
+            t, s = i / T, (i - 1) / T
+            (a_t, s_t), (a_s, s_s) = asg(t), asg(s)
+            k1, k2 = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(11), i))
+            zt = a_t * x + s_t * jax.random.normal(k1, x.shape)
+            mq, var = process.posterior(zt, x, a_s, s_s, a_t, s_t)
+            mp, _ = process.posterior(zt, model(zt, jnp.full((x.shape[0],), t)), a_s, s_s, a_t, s_t)
+            zs = mq + jnp.sqrt(var) * jax.random.normal(k2, x.shape)
+            return jnp.mean(logn(zs, mq, var) - logn(zs, mp, var))
+
+        kl_mc = jax.lax.map(mc_step, jnp.arange(1, T + 1))
+        est = losses.vdm_elbo(model, x, jax.random.PRNGKey(12), gamma_fn=g, prediction="x0", timesteps=T,
+                              data="gaussian", antithetic=True)
+        return (jnp.mean(terms["kl"], 0), kl_mc, jnp.mean(terms["total"]), jnp.mean(est["bpd_diffusion"]),
+                jnp.mean(est["bpd"]))
+
+    kl_closed, kl_mc, total, est_diff, est_bpd = (np.asarray(v, np.float64) for v in compute())
     np.testing.assert_allclose(kl_mc, kl_closed, rtol=0.1, atol=0.01)
     assert abs(kl_mc.sum() - kl_closed.sum()) < 0.05 * kl_closed.sum()
-
-    est = losses.vdm_elbo(model, x, jax.random.PRNGKey(12), gamma_fn=g, prediction="x0", timesteps=T, data="gaussian",
-                          antithetic=True)
     dims_ln2 = 2 * LN2
-    assert float(jnp.mean(est["bpd_diffusion"])) * dims_ln2 == pytest.approx(kl_closed.sum(), rel=0.05)
-    assert float(jnp.mean(terms["total"])) == pytest.approx(float(jnp.mean(est["bpd"])) * dims_ln2, rel=0.05)
+    assert float(est_diff) * dims_ln2 == pytest.approx(kl_closed.sum(), rel=0.05)
+    assert float(total) == pytest.approx(float(est_bpd) * dims_ln2, rel=0.05)
 
 
 def test_flow_matching_loss_minimised_by_exact_velocity():

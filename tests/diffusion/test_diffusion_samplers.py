@@ -75,8 +75,8 @@ def test_predictions_give_identical_samplers():
             return process.from_x0_eps(x0, eps, a[:, None], s[:, None], prediction=kind)
         return fn
 
-    outs = [samplers.ddim_sampler(as_pred(k), x1, jax.random.PRNGKey(0), alpha_sigma=COSINE, prediction=k,
-                                  steps=20) for k in ("x0", "eps", "v", "score")]
+    outs = jax.jit(lambda x1: [samplers.ddim_sampler(as_pred(k), x1, jax.random.PRNGKey(0), alpha_sigma=COSINE,
+                                                     prediction=k, steps=20) for k in ("x0", "eps", "v", "score")])(x1)
     for o in outs[1:]:
         np.testing.assert_allclose(np.asarray(o), np.asarray(outs[0]), atol=2e-3)
 
