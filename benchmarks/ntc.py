@@ -102,6 +102,7 @@ def bench_train(config, steps):
         res["train_loop_ms_per_step_min"] = 1e3 * _time.last_min
         res["train_loop_cpu_ms_per_step"] = 1e3 * _time.last_cpu
         res["train_loop_steps_per_s"] = 1e3 / res["train_loop_ms_per_step"]
+        res["load_avg_1min"] = os.getloadavg()[0]
     except Exception as e:  # noqa: BLE001  (report, continue with the plain step)
         res["train_loop_error"] = repr(e)
     # (b) plain jit(value_and_grad) + optax.adam
@@ -175,19 +176,24 @@ def bench_codec(config, params, num_images):
     codec.decompress(codec.compress(images[0][1]))  # compile both shapes
     codec.decompress(codec.compress(np.ascontiguousarray(np.swapaxes(images[0][1], 0, 1))))
     enc, dec, ratios, bpp, exact = [], [], [], [], True
+    enc_cpu, dec_cpu = [], []
     for name, img in images:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         data = codec.compress(img)
         enc.append(time.perf_counter() - t)
-        t = time.perf_counter()
+        enc_cpu.append(time.process_time() - c)
+        t, c = time.perf_counter(), time.process_time()
         rec = codec.decompress(data)
         dec.append(time.perf_counter() - t)
+        dec_cpu.append(time.process_time() - c)
         est = codec.estimate_bits(img)
         ratios.append(8 * len(data) / est)
         bpp.append(8 * len(data) / (img.shape[0] * img.shape[1]))
         exact &= rec.shape == img.shape
     return {"images": len(images), "compress_s_mean": float(np.mean(enc)),
-            "decompress_s_mean": float(np.mean(dec)), "real_over_est_bits_mean": float(np.mean(ratios)),
+            "decompress_s_mean": float(np.mean(dec)), "compress_cpu_s_mean": float(np.mean(enc_cpu)),
+            "decompress_cpu_s_mean": float(np.mean(dec_cpu)), "load_avg_1min": os.getloadavg()[0],
+            "real_over_est_bits_mean": float(np.mean(ratios)),
             "real_over_est_bits_max": float(np.max(ratios)), "bpp_mean": float(np.mean(bpp))}
 
 
@@ -233,8 +239,12 @@ def main():
                  ("SubpixelConv fwd+bwd ms", result["upsampling_8x32x32x128"]["subpixel_fwd_bwd_ms"]),
                  ("conv_transpose fwd+bwd ms",
                   result["upsampling_8x32x32x128"].get("conv_transpose_fwd_bwd_ms")),
+                 ("train: load average (1 min)", tr.get("load_avg_1min")),
                  ("compress s / Kodak image", co["compress_s_mean"]),
                  ("decompress s / Kodak image", co["decompress_s_mean"]),
+                 ("compress CPU s / Kodak image", co["compress_cpu_s_mean"]),
+                 ("decompress CPU s / Kodak image", co["decompress_cpu_s_mean"]),
+                 ("codec: load average (1 min)", co["load_avg_1min"]),
                  ("real/estimated bits (mean)", co["real_over_est_bits_mean"]),
                  ("real/estimated bits (max)", co["real_over_est_bits_max"]),
                  ("bpp (mean)", co["bpp_mean"]),

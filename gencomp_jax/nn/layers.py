@@ -11,6 +11,7 @@ depth-to-space, so `SubpixelConv` computes the same family of functions at the f
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -135,13 +136,85 @@ def polyphase_kernels(kernel, stride: int):
     return out
 
 
+def _conv(x, kernel, strides, padding):
+    return jax.lax.conv_general_dilated(x, kernel, strides, padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _unified_polyphase(kernel, stride: int):
+    """All s^2 polyphase sub-kernels zero-padded into one window: ([kh, kw, Cin, s*s*Cout], pads).
+
+    One stride-1 convolution with it, followed by depth_to_space, equals the transposed convolution
+    (more FLOPs than the separate phases, but one large matmul: faster for few output channels).
+    """
+    phases = polyphase_kernels(kernel, stride)
+    lo = [max(p[1][d][0] for p in phases) for d in (0, 1)]
+    hi = [max(p[1][d][1] for p in phases) for d in (0, 1)]
+    subs = [jnp.pad(sub, ((lo[0] - p1[0], hi[0] - p1[1]), (lo[1] - p2[0], hi[1] - p2[1]), (0, 0), (0, 0)))
+            for sub, (p1, p2) in phases]
+    k = jnp.stack(subs, axis=3)  # [kh, kw, Cin, s*s, Cout]
+    kh, kw, cin, _, cout = k.shape
+    return k.reshape(kh, kw, cin, stride * stride * cout), ((lo[0], hi[0]), (lo[1], hi[1]))
+
+
+# Below this many output channels the up-sampling runs as one unified stride-1 convolution.
+_UNIFIED_MAX_FEATURES = 32
+
+
+def _transpose_adjoint(kernel, stride: int):
+    """(kernel', pads) of the strided conv S whose adjoint is conv_transpose(., kernel, SAME).
+
+    conv_transpose(x, k, s, SAME) = S^T x with S(u) = conv(u, flip(k) with in/out swapped, stride s,
+    padding (k-1-pad_lo, k-pad_lo'-s)) per spatial dim, where pad_lo is conv_transpose's leading pad.
+    """
+    k = kernel.shape[0]
+    pl = k - 1 - _transpose_same_pad(k, stride)
+    ph = k - pl - stride
+    kt = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
+    return kt, ((pl, ph), (pl, ph))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def subpixel_conv(x, kernel, stride: int):
+    """lax.conv_transpose(x, kernel, (s, s), "SAME") (HWIO kernel) computed for XLA:CPU's fast paths.
+
+    Forward: s^2 polyphase stride-1 convolutions + depth_to_space. Backward (custom VJP): the input
+    gradient is one strided convolution of the output gradient (the transpose's adjoint), the kernel
+    gradient that convolution's weight gradient; neither needs an lhs-dilated convolution or per-phase
+    slicing. [N, H, W, Cin] -> [N, s*H, s*W, Cout].
+    """
+    if kernel.shape[-1] < _UNIFIED_MAX_FEATURES:
+        k, pads = _unified_polyphase(kernel, stride)
+        return depth_to_space(_conv(x, k, (1, 1), pads), stride)
+    outs = [_conv(x, sub, (1, 1), pads) for sub, pads in polyphase_kernels(kernel, stride)]
+    return depth_to_space(jnp.concatenate(outs, axis=-1), stride)
+
+
+def _subpixel_fwd(x, kernel, stride):
+    return subpixel_conv(x, kernel, stride), (x, kernel)
+
+
+def _subpixel_bwd(stride, res, g):
+    x, kernel = res
+    kt, pads = _transpose_adjoint(kernel, stride)
+    s_of = lambda u, kk: _conv(u, kk, (stride, stride), pads)  # noqa: E731
+    dx = s_of(g, kt)
+    # <g, S^T(x; k')> = <S(g; k'), x>: the kernel gradient is S's weight gradient with cotangent x.
+    _, vjp_k = jax.vjp(lambda kk: s_of(g, kk), kt)
+    (dkt,) = vjp_k(x)
+    return dx, jnp.swapaxes(dkt, 2, 3)[::-1, ::-1]
+
+
+subpixel_conv.defvjp(_subpixel_fwd, _subpixel_bwd)
+
+
 class SubpixelConv(nn.Module):
     """Fast drop-in for `nn.ConvTranspose(features, (k, k), (s, s), padding="SAME")`.
 
     Same parameter ("kernel" [k, k, Cin, features], "bias" [features]) and the same function as
-    lax.conv_transpose with padding "SAME", computed as s^2 stride-1 polyphase convolutions whose
-    outputs are interleaved by depth-to-space: identical FLOPs, fast backward pass on XLA:CPU.
-    [N, H, W, Cin] -> [N, s*H, s*W, features].
+    lax.conv_transpose with padding "SAME", computed by `subpixel_conv`: s^2 stride-1 polyphase
+    convolutions interleaved by depth-to-space, with a custom backward pass of plain strided
+    convolutions: identical FLOPs, fast on XLA:CPU. [N, H, W, Cin] -> [N, s*H, s*W, features].
     """
 
     features: int
@@ -157,23 +230,77 @@ class SubpixelConv(nn.Module):
         init = self.kernel_init or nn.initializers.variance_scaling(float(s * s), "fan_in",
                                                                     "truncated_normal")
         kernel = self.param("kernel", init, (k, k, x.shape[-1], self.features)).astype(x.dtype)
-        outs = []
-        for sub, pads in polyphase_kernels(kernel, s):
-            outs.append(jax.lax.conv_general_dilated(
-                x, sub, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")))
-        y = depth_to_space(jnp.concatenate(outs, axis=-1), s)
+        y = subpixel_conv(x, kernel, s)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
         return y
 
 
+def _same_pads(shape, k: int, s: int):
+    """SAME padding of a stride-s conv, high side extended so the padded length is a multiple of s."""
+    pads, outs = [], []
+    for size in shape:
+        out = -(-size // s)
+        total = max((out - 1) * s + k - size, 0)
+        lo = total // 2
+        pads.append((lo, total - lo + (-(size + total) % s)))
+        outs.append(out)
+    return pads, outs
+
+
+def _polyphase_strided(x, kernel, stride: int):
+    """Strided SAME conv as the sum of s^2 stride-1 convs of the input's polyphase components."""
+    s, k = stride, kernel.shape[0]
+    pads, outs = _same_pads(x.shape[1:3], k, s)
+    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    y = None
+    for r1 in range(min(s, k)):
+        for r2 in range(min(s, k)):
+            part = _conv(xp[:, r1::s, r2::s], kernel[r1::s, r2::s], (1, 1), "VALID")
+            part = part[:, :outs[0], :outs[1]]
+            y = part if y is None else y + part
+    return y
+
+
+def _strided_lax(x, kernel, stride: int):
+    k, pads = kernel.shape[0], []
+    for size in x.shape[1:3]:
+        total = max((-(-size // stride) - 1) * stride + k - size, 0)
+        pads.append((total // 2, total - total // 2))
+    return _conv(x, kernel, (stride, stride), pads)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def strided_conv(x, kernel, stride: int):
+    """conv(x, kernel, stride s, "SAME") (NHWC, HWIO) with a backward pass for XLA:CPU's fast paths.
+
+    Forward and kernel gradient: XLA's own strided convolution (fastest here). Input gradient: the
+    polyphase formulation's (s^2 stride-1 convolutions), never the lhs-dilated ("transposed")
+    convolution that is XLA:CPU's slow path. [N, H, W, Cin] -> [N, ceil(H/s), ceil(W/s), Cout].
+    """
+    return _strided_lax(x, kernel, stride)
+
+
+def _strided_fwd(x, kernel, stride):
+    return strided_conv(x, kernel, stride), (x, kernel)
+
+
+def _strided_bwd(stride, res, g):
+    x, kernel = res
+    _, vjp_k = jax.vjp(lambda kk: _strided_lax(x, kk, stride), kernel)
+    _, vjp_x = jax.vjp(lambda xx: _polyphase_strided(xx, kernel, stride), x)
+    return vjp_x(g)[0], vjp_k(g)[0]
+
+
+strided_conv.defvjp(_strided_fwd, _strided_bwd)
+
+
 class StridedConv(nn.Module):
     """Fast drop-in for `nn.Conv(features, (k, k), strides=(s, s), padding="SAME")`.
 
-    Same parameters ("kernel" [k, k, Cin, features], "bias") and the same function, computed as the
-    sum of s^2 stride-1 convolutions of the polyphase components of the input. Its gradient needs no
-    lhs-dilated ("transposed") convolution, which is the slow path of XLA:CPU.
-    [N, H, W, Cin] -> [N, ceil(H/s), ceil(W/s), features].
+    Same parameters ("kernel" [k, k, Cin, features], "bias") and the same function, computed by
+    `strided_conv`, whose gradient needs no lhs-dilated ("transposed") convolution, the slow path
+    of XLA:CPU. [N, H, W, Cin] -> [N, ceil(H/s), ceil(W/s), features].
     """
 
     features: int
@@ -181,41 +308,14 @@ class StridedConv(nn.Module):
     stride: int = 2
     use_bias: bool = True
     kernel_init: Callable = nn.initializers.lecun_normal()
-    # Inputs with k*k*Cin <= this use explicit patches + one matmul (e.g. the RGB input layer, where
-    # convolutions with 3 input channels run far below peak and no input gradient is needed).
-    patches_max_depth: int = 128
+    # Kept for compatibility; no longer used (XLA's strided conv is faster than explicit patches).
+    patches_max_depth: int = 0
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        s, k = self.stride, self.kernel_size
-        cin = x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (k, k, cin, self.features))
-        kernel = kernel.astype(x.dtype)
-        if k * k * cin <= self.patches_max_depth:
-            patches = jax.lax.conv_general_dilated_patches(
-                x, (k, k), (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-            # patches feature order is (Cin, kh, kw)
-            w = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin * k * k, self.features)
-            y = jnp.dot(patches, w)
-            if self.use_bias:
-                y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
-            return y
-        pads, outs = [], []
-        for size in x.shape[1:3]:
-            out = -(-size // s)
-            total = max((out - 1) * s + k - size, 0)
-            lo = total // 2
-            hi = total - lo + (-(size + total) % s)  # make the padded length a multiple of s
-            pads.append((lo, hi))
-            outs.append(out)
-        xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-        y = None
-        for r1 in range(min(s, k)):
-            for r2 in range(min(s, k)):
-                part = jax.lax.conv_general_dilated(
-                    xp[:, r1::s, r2::s], kernel[r1::s, r2::s], (1, 1), "VALID",
-                    dimension_numbers=("NHWC", "HWIO", "NHWC"))[:, :outs[0], :outs[1]]
-                y = part if y is None else y + part
+        k = self.kernel_size
+        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+        y = strided_conv(x, kernel.astype(x.dtype), self.stride)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
         return y

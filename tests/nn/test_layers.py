@@ -87,3 +87,23 @@ def test_strided_conv_equals_nn_conv(cin, size):
     assert got.shape == (2, (size[0] + 1) // 2, (size[1] + 1) // 2, 8)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(g["params"]["kernel"], g_ref["params"]["kernel"], rtol=1e-4, atol=1e-3)
+
+
+def test_subpixel_and_strided_conv_custom_gradients_match_lax_on_wide_layers():
+    """Polyphase forward path (>= 32 output channels) and both custom VJPs against lax's autodiff."""
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(size=(1, 3, 4, 8)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(5, 5, 8, 32)), jnp.float32)
+    dn = ("NHWC", "HWIO", "NHWC")
+    with jax.default_matmul_precision("highest"):
+        f_ref = lambda x, k: jnp.sum(jax.lax.conv_transpose(x, k, (2, 2), "SAME", dimension_numbers=dn) ** 2)  # noqa: E731
+        f_got = lambda x, k: jnp.sum(L.subpixel_conv(x, k, 2) ** 2)  # noqa: E731
+        np.testing.assert_allclose(f_got(x, k), f_ref(x, k), rtol=1e-5)
+        for a, b in zip(jax.grad(f_got, (0, 1))(x, k), jax.grad(f_ref, (0, 1))(x, k)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+        x2 = jnp.asarray(rng.normal(size=(1, 7, 6, 32)), jnp.float32)
+        k2 = jnp.asarray(rng.normal(size=(5, 5, 32, 4)), jnp.float32)
+        s_ref = lambda x, k: jnp.sum(jax.lax.conv_general_dilated(x, k, (2, 2), "SAME", dimension_numbers=dn) ** 2)  # noqa: E731
+        s_got = lambda x, k: jnp.sum(L.strided_conv(x, k, 2) ** 2)  # noqa: E731
+        for a, b in zip(jax.grad(s_got, (0, 1))(x2, k2), jax.grad(s_ref, (0, 1))(x2, k2)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
