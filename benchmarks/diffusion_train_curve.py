@@ -7,7 +7,6 @@ workdir, reads metrics.jsonl and writes benchmarks/results/diffusion_train_curve
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -18,6 +17,7 @@ import time
 import jax
 
 from gencomp_jax.train import train_and_evaluate
+from gencomp_jax.config_utils import load_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -28,10 +28,7 @@ def main():
     ap.add_argument("--eval_every", type=int, default=50)
     ap.add_argument("--config", default="vdm")
     a = ap.parse_args()
-    spec = importlib.util.spec_from_file_location("cfg", ROOT / "configs" / f"{a.config}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    config = mod.get_config(f"runlocal,steps={a.steps}")
+    config = load_config(f"{a.config}:runlocal,steps={a.steps}")
     config.train.eval_every = a.eval_every
     config.train.progress_bar = False
     t0 = time.time()

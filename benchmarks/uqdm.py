@@ -11,7 +11,6 @@ CIFAR image with learned variance); here coding is vectorised. Writes benchmarks
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -27,13 +26,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+from gencomp_jax.config_utils import load_config  # noqa: E402
 
 
 def _config(arg):
-    spec = importlib.util.spec_from_file_location("uqdm_config", REPO / "configs" / "uqdm.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config(arg)
+    return load_config(f"uqdm:{arg}")
 
 
 def _time(fn, repeats):

@@ -15,7 +15,6 @@ rate_points + truncate, bpp from the real prefix bytes). Writes
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import pathlib
 import sys
@@ -24,13 +23,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
+from gencomp_jax.config_utils import load_config  # noqa: E402
 
 
 def _config(arg):
-    spec = importlib.util.spec_from_file_location("uqdm_config", REPO / "configs" / "uqdm.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config(arg)
+    return load_config(f"uqdm:{arg}")
 
 
 class _Points:

@@ -108,3 +108,26 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh.axes = ("data",)
     c.mesh.fsdp_min_size = 0    # >0: parameters with at least this many elements are sharded along "fsdp"
     return c
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """Loads `configs/<name>.py:<presets>` the way the launchers' --config flag does.
+
+    spec: a path to a config file or a bare method name (resolved to the repository's
+    configs/<name>.py), optionally followed by ":<presets>", e.g. "uqdm:runlocal" or
+    "configs/hyperprior.py:runlocal,lmbda=0.01".
+    """
+    import importlib.util
+    import pathlib
+
+    path, _, arg = spec.partition(":")
+    file = pathlib.Path(path)
+    if file.suffix != ".py":
+        file = pathlib.Path(__file__).resolve().parents[1] / "configs" / f"{path}.py"
+    if not file.exists():
+        raise FileNotFoundError(f"No config file {file} (from {spec!r}); pass a path to configs/<method>.py "
+                                "or a method name with a config in the repository's configs/ folder.")
+    module_spec = importlib.util.spec_from_file_location(f"gencomp_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)

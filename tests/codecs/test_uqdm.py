@@ -5,7 +5,6 @@ parameter (so that predictions depend on the input); rate properties hold for an
 trained model's numbers are in the engineer's report (experiments/uqdm_rd.py).
 """
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 
 from gencomp_jax.codecs import bitstream
+from gencomp_jax.config_utils import load_config
 from gencomp_jax.codecs import uqdm as C
 from gencomp_jax.models import uqdm as M
 
@@ -27,10 +27,7 @@ T = 4
 
 
 def _config():
-    spec = importlib.util.spec_from_file_location("uqdm_config", REPO / "configs" / "uqdm.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config("runlocal")
+    return load_config("uqdm:runlocal")
 
 
 def _params(cfg):

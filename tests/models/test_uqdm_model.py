@@ -1,6 +1,5 @@
 """UQDM model: forward-process moments, schedule, rate terms (closed forms and fixed-seed Monte Carlo)."""
 
-import importlib.util
 import math
 import pathlib
 
@@ -13,15 +12,13 @@ from scipy import integrate, special
 from gencomp_jax.channel import dq
 from gencomp_jax.diffusion import process, schedules
 from gencomp_jax.models import uqdm as M
+from gencomp_jax.config_utils import load_config
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _config(arg="runlocal"):
-    spec = importlib.util.spec_from_file_location("uqdm_config", REPO / "configs" / "uqdm.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config(arg)
+    return load_config(f"uqdm:{arg}")
 
 
 @pytest.mark.parametrize("gt,gs", [(6.0, 1.425), (-3.15, -7.725), (-7.725, -12.3)])

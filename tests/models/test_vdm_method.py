@@ -1,6 +1,5 @@
 """The "vdm" / "flow" Methods: protocol, finite bits/dim, eval artifacts (runlocal configs, tiny shapes)."""
 
-import importlib.util
 import pathlib
 
 import jax
@@ -10,15 +9,13 @@ import pytest
 
 from gencomp_jax.codecs.base import Method
 from gencomp_jax.registry import make_method
+from gencomp_jax.config_utils import load_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _config(name, arg="runlocal"):
-    spec = importlib.util.spec_from_file_location(f"cfg_{name}", ROOT / "configs" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config(arg)
+    return load_config(f"{name}:{arg}")
 
 
 @pytest.mark.parametrize("name", ["vdm", "flow"])
