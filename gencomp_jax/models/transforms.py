@@ -17,7 +17,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from gencomp_jax.nn.layers import GDN, IGDN, StridedConv, SubpixelConv
+from gencomp_jax.nn.layers import GDN, IGDN, Conv, StridedConv, SubpixelConv
 
 Array = Any
 
@@ -61,7 +61,7 @@ class HyperAnalysis(nn.Module):
 
     @nn.compact
     def __call__(self, y: Array) -> Array:
-        x = nn.relu(nn.Conv(self.N, (3, 3), padding="SAME", name="conv0")(jnp.abs(y)))
+        x = nn.relu(Conv(self.N, 3, name="conv0")(jnp.abs(y)))
         x = nn.relu(_down(self.N, "conv1")(x))
         return _down(self.N, "conv2")(x)
 
@@ -76,4 +76,4 @@ class HyperSynthesis(nn.Module):
     def __call__(self, z: Array) -> Array:
         x = nn.relu(SubpixelConv(self.N, name="up0")(z))
         x = nn.relu(SubpixelConv(self.N, name="up1")(x))
-        return nn.relu(nn.Conv(self.M, (3, 3), padding="SAME", name="conv2")(x))
+        return nn.relu(Conv(self.M, 3, name="conv2")(x))

@@ -136,9 +136,73 @@ def polyphase_kernels(kernel, stride: int):
     return out
 
 
+# Convolutions with at most this many output pixels run as one im2col matmul (the hyper-transforms'
+# 1x1 to 4x4 maps, where XLA:CPU's convolution has no fast path).
+_IM2COL_MAX_PIXELS = 16
+
+
+def _conv_im2col(x, kernel, strides, pads):
+    """conv_general_dilated (NHWC, HWIO, explicit pads) as shifted slices + one matmul.
+
+    Taps that only ever read padding are dropped, so e.g. a 5x5 conv of a 1x1 map is one matmul.
+    """
+    kh, kw, cin, cout = kernel.shape
+    n, h, w, _ = x.shape
+    (pt, pb), (pl, pr) = pads
+    sh, sw = strides
+    oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+
+    def live(k, size, lo, s, out):  # taps whose input rows/cols are not all padding
+        return [i for i in range(k) if any(0 <= i - lo + s * o < size for o in range(out))]
+
+    ti, tj = live(kh, h, pt, sh, oh), live(kw, w, pl, sw, ow)
+    if not ti or not tj:
+        return jnp.zeros((n, oh, ow, cout), x.dtype)
+    # pad only as far as the live taps read
+    lo_h, hi_h = max(pt - ti[0], 0), max(ti[-1] - pt + sh * (oh - 1) - (h - 1), 0)
+    lo_w, hi_w = max(pl - tj[0], 0), max(tj[-1] - pl + sw * (ow - 1) - (w - 1), 0)
+    if lo_h or hi_h or lo_w or hi_w:
+        x = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
+    cols = []
+    for i in ti:
+        for j in tj:
+            r0, c0 = i - pt + lo_h, j - pl + lo_w
+            cols.append(x[:, r0:r0 + sh * (oh - 1) + 1:sh, c0:c0 + sw * (ow - 1) + 1:sw])
+    patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+    k = kernel[ti[0]:ti[-1] + 1][:, tj[0]:tj[-1] + 1].reshape(len(ti) * len(tj) * cin, cout)
+    return jnp.dot(patches.reshape(-1, k.shape[0]), k).reshape(n, oh, ow, cout)
+
+
 def _conv(x, kernel, strides, padding):
-    return jax.lax.conv_general_dilated(x, kernel, strides, padding,
+    if padding == "VALID":
+        padding = ((0, 0), (0, 0))
+    pads = tuple(tuple(int(v) for v in p) for p in padding)
+    kh, kw = kernel.shape[:2]
+    oh = (x.shape[1] + sum(pads[0]) - kh) // strides[0] + 1
+    ow = (x.shape[2] + sum(pads[1]) - kw) // strides[1] + 1
+    if oh * ow <= _IM2COL_MAX_PIXELS:
+        return _conv_im2col(x, kernel, strides, pads)
+    return jax.lax.conv_general_dilated(x, kernel, strides, pads,
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+class Conv(nn.Module):
+    """`nn.Conv(features, (k, k), padding="SAME")` (stride 1) with the same parameters ("kernel"
+    [k, k, Cin, features], "bias") computed by `_conv` (one matmul on tiny maps). [N,H,W,Cin] -> [N,H,W,F]."""
+
+    features: int
+    kernel_size: int = 3
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        k = self.kernel_size
+        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+        y = _conv(x, kernel.astype(x.dtype), (1, 1), (((k - 1) // 2, k // 2),) * 2)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+        return y
 
 
 def _unified_polyphase(kernel, stride: int):
@@ -270,6 +334,18 @@ def _strided_lax(x, kernel, stride: int):
     return _conv(x, kernel, (stride, stride), pads)
 
 
+def _adjoint_is_subpixel(shape, k: int, stride: int) -> bool:
+    """Whether strided_conv's SAME pads on this input equal those of conv_transpose's adjoint."""
+    if k < stride:
+        return False
+    pl = k - 1 - _transpose_same_pad(k, stride)
+    for n in shape[1:3]:
+        total = max((-(-n // stride) - 1) * stride + k - n, 0)  # as in _strided_lax
+        if n % stride or (total // 2, total - total // 2) != (pl, k - pl - stride):
+            return False
+    return True
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def strided_conv(x, kernel, stride: int):
     """conv(x, kernel, stride s, "SAME") (NHWC, HWIO) with a backward pass for XLA:CPU's fast paths.
@@ -288,6 +364,10 @@ def _strided_fwd(x, kernel, stride):
 def _strided_bwd(stride, res, g):
     x, kernel = res
     _, vjp_k = jax.vjp(lambda kk: _strided_lax(x, kk, stride), kernel)
+    if _adjoint_is_subpixel(x.shape, kernel.shape[0], stride):
+        # S^T g is a SAME transposed convolution: the (fast) sub-pixel forward pass computes it.
+        dx = subpixel_conv(g, jnp.swapaxes(kernel, 2, 3)[::-1, ::-1], stride)
+        return dx, vjp_k(g)[0]
     _, vjp_x = jax.vjp(lambda xx: _polyphase_strided(xx, kernel, stride), x)
     return vjp_x(g)[0], vjp_k(g)[0]
 

@@ -107,3 +107,61 @@ def test_subpixel_and_strided_conv_custom_gradients_match_lax_on_wide_layers():
         s_got = lambda x, k: jnp.sum(L.strided_conv(x, k, 2) ** 2)  # noqa: E731
         for a, b in zip(jax.grad(s_got, (0, 1))(x2, k2), jax.grad(s_ref, (0, 1))(x2, k2)):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.mark.parametrize("size,k,s,pads", [
+    ((4, 4), 3, 1, ((1, 1), (1, 1))),   # h_a conv0 / h_s conv2 at 64x64 input
+    ((4, 3), 5, 2, ((1, 2), (1, 2))),   # strided 5x5 on a tiny map
+    ((2, 2), 5, 2, ((1, 2), (1, 2))),   # -> 1x1 output, taps that only read padding are dropped
+    ((1, 1), 5, 1, ((2, 2), (2, 2))),   # 5x5 conv of a 1x1 map == one matmul with the centre tap
+    ((3, 3), 2, 1, ((0, 1), (1, 0))),   # asymmetric pads
+])
+def test_conv_im2col_matches_lax_values_and_gradients(size, k, s, pads):
+    rng = np.random.default_rng(11)
+    x = jnp.asarray(rng.normal(size=(2, *size, 5)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(k, k, 5, 7)), jnp.float32)
+    with jax.default_matmul_precision("highest"):
+        ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (s, s), pads, dimension_numbers=_DN)  # noqa: E731
+        got = lambda x, w: L._conv_im2col(x, w, (s, s), pads)  # noqa: E731
+        np.testing.assert_allclose(got(x, w), ref(x, w), rtol=1e-5, atol=1e-5)
+        loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))  # noqa: E731
+        for a, b in zip(jax.grad(loss(got), (0, 1))(x, w), jax.grad(loss(ref), (0, 1))(x, w)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [(4, 4), (7, 6)])  # im2col path (<= 16 pixels), lax path
+def test_conv_equals_nn_conv_with_the_same_parameters(size):
+    import flax.linen as nn
+    rng = np.random.default_rng(12)
+    x = jnp.asarray(rng.normal(size=(2, *size, 6)), jnp.float32)
+    layer, ref_layer = L.Conv(8, 3), nn.Conv(8, (3, 3), padding="SAME")
+    params = layer.init(jax.random.PRNGKey(0), x)
+    ref_params = ref_layer.init(jax.random.PRNGKey(0), x)
+    # same names, shapes and initial values: checkpoints of nn.Conv models load unchanged
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params, ref_params)
+    params = jax.tree_util.tree_map(lambda a: a + 0.1, params)  # nonzero bias
+    with jax.default_matmul_precision("highest"):
+        np.testing.assert_allclose(layer.apply(params, x), ref_layer.apply(params, x), rtol=1e-5, atol=1e-5)
+        g = jax.grad(lambda p, x: jnp.sum(layer.apply(p, x) ** 2), (0, 1))(params, x)
+        g_ref = jax.grad(lambda p, x: jnp.sum(ref_layer.apply(p, x) ** 2), (0, 1))(params, x)
+    for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(g_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("k", [5, 4, 3])
+@pytest.mark.parametrize("size", [(4, 4), (12, 10)])  # im2col and lax paths
+def test_strided_conv_input_gradient_via_subpixel_matches_lax(k, size):
+    """Even sizes: strided_conv's input gradient is computed by subpixel_conv (the adjoint)."""
+    rng = np.random.default_rng(13)
+    x = jnp.asarray(rng.normal(size=(2, *size, 6)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(k, k, 6, 40)), jnp.float32)  # >= 32 channels: polyphase path
+    assert L._adjoint_is_subpixel(x.shape, k, 2)
+    assert not L._adjoint_is_subpixel((2, 7, 6, 6), k, 2)  # odd size: polyphase fallback
+    with jax.default_matmul_precision("highest"):
+        ref = lambda x, w: jnp.sum(jnp.sin(jax.lax.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=_DN)))  # noqa: E731
+        got = lambda x, w: jnp.sum(jnp.sin(L.strided_conv(x, w, 2)))  # noqa: E731
+        for a, b in zip(jax.grad(got, (0, 1))(x, w), jax.grad(ref, (0, 1))(x, w)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
