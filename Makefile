@@ -27,7 +27,7 @@ test: $(STAMP)
 DEMO_LAMBDAS ?= 0.004,0.02
 demo: $(STAMP)
 	$(PY) experiments/sweep.py --config configs/hyperprior.py:runlocal --workdir demo_out \
-	    --key model.lmbda --values $(DEMO_LAMBDAS) --metrics psnr-rgb,ms-ssim,lpips-alex --reference balle2018
+	    --key model.lmbda --values $(DEMO_LAMBDAS) --metrics psnr-rgb,ms-ssim,lpips-alex --reference balle2018 --verbosity=-1
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -1,7 +1,7 @@
 """Ballé et al. 2018 scale hyperprior (method "hyperprior", gencomp_jax/codecs/ntc.py).
 
 Presets (comma-separated, e.g. `configs/hyperprior.py:runlocal,lmbda=0.0067`):
-  runlocal     CPU-sized: N=64, M=96, 64x64 crops, batch 8, 1500 steps (~4 min on 2 cores)
+  runlocal     CPU-sized: N=64, M=96, 64x64 crops, batch 8, 5000 steps (~4.5 min on 2 cores)
   quality=q    q in 1..8: CompressAI's lambda table and N, M (128/192 for q<=5, 192/320 above)
   lmbda=x      rate-distortion trade-off: loss = bpp + lmbda * 255^2 * MSE
   gpu          N=128/M=192 (or per quality), 256x256 crops, batch 16, 1M steps on a TFDS/folder source
@@ -41,9 +41,9 @@ def get_config(arg=None):
         config.data.batch_size = 8
         config.optim.learning_rate = 1e-3
         config.optim.warmup_steps = 50
-        config.train.num_steps = 1500
+        config.train.num_steps = 5000
         config.train.log_every = 100
-        config.train.checkpoint_every = 500
+        config.train.checkpoint_every = 1000
         config.train.ema_decay = 0.99
     if args.gpu:
         config.data.source = "tfds"
