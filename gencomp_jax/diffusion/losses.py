@@ -146,6 +146,18 @@ def prior_kl(x, alpha1, sigma1):
     return 0.5 * (var1 + jnp.square(alpha1 * x) - 1.0 - jnp.log(var1))
 
 
+def _endpoint_terms(x, rng, a0, s0, a1, s1, *, data: str, num_levels: int):
+    """(recon, prior) in nats per example: -log p(x | z_0) with z_0 ~ q(z_0 | x), and KL(q(z_1 | x) || N(0, I))."""
+    z0 = a0 * x + s0 * jax.random.normal(rng, x.shape)
+    if data == "discrete":
+        recon = _sum_dims(discrete_data_nll(x, z0, a0, s0, num_levels=num_levels))
+    elif data == "gaussian":
+        recon = _sum_dims(gaussian_data_nll(x, z0, a0, s0))
+    else:
+        raise ValueError(f"Unknown data term {data!r}; use 'discrete' (8-bit images) or 'gaussian'.")
+    return recon, _sum_dims(prior_kl(x, a1, s1))
+
+
 def vdm_elbo(model_fn, x, rng, *, gamma_fn: Callable, prediction: str = "eps", y=None,
              timesteps: int = 0, data: str = "discrete", num_levels: int = 256, antithetic: bool = True):
     """VDM negative ELBO, per example, in bits per dimension (a true upper bound on -log2 p(x) / D).
@@ -170,14 +182,7 @@ def vdm_elbo(model_fn, x, rng, *, gamma_fn: Callable, prediction: str = "eps", y
     g0, g1 = gamma_fn(0.0 * ones), gamma_fn(ones)
     a0, s0 = alpha_sigma_from_gamma(process.broadcast_to(g0, x))
     a1, s1 = alpha_sigma_from_gamma(process.broadcast_to(g1, x))
-    z0 = a0 * x + s0 * jax.random.normal(rng_0, x.shape)
-    if data == "discrete":
-        recon = _sum_dims(discrete_data_nll(x, z0, a0, s0, num_levels=num_levels))
-    elif data == "gaussian":
-        recon = _sum_dims(gaussian_data_nll(x, z0, a0, s0))
-    else:
-        raise ValueError(f"Unknown data term {data!r}; use 'discrete' (8-bit images) or 'gaussian'.")
-    prior = _sum_dims(prior_kl(x, a1, s1))
+    recon, prior = _endpoint_terms(x, rng_0, a0, s0, a1, s1, data=data, num_levels=num_levels)
 
     # diffusion term
     t = sample_times(rng_t, b, antithetic=antithetic)
@@ -225,14 +230,7 @@ def ddpm_elbo_terms(model_fn, x, rng, *, alpha_sigma: AlphaSigmaFn, num_steps: i
     a0, s0 = process.broadcast_to(a0, x), process.broadcast_to(s0, x)
     a1, s1 = alpha_sigma(jnp.ones((b,), jnp.float32))
     a1, s1 = process.broadcast_to(a1, x), process.broadcast_to(s1, x)
-    z0 = a0 * x + s0 * jax.random.normal(rng_0, x.shape)
-    if data == "discrete":
-        recon = _sum_dims(discrete_data_nll(x, z0, a0, s0, num_levels=num_levels))
-    elif data == "gaussian":
-        recon = _sum_dims(gaussian_data_nll(x, z0, a0, s0))
-    else:
-        raise ValueError(f"Unknown data term {data!r}; use 'discrete' or 'gaussian'.")
-    prior = _sum_dims(prior_kl(x, a1, s1))
+    recon, prior = _endpoint_terms(x, rng_0, a0, s0, a1, s1, data=data, num_levels=num_levels)
 
     def step_kl(carry, inp):
         t, key = inp
