@@ -107,17 +107,17 @@ class Checkpointer:
 
     def __init__(self, workdir, *, keep: int = 2, read_only: bool = False):
         self.directory = (pathlib.Path(workdir) / CHECKPOINT_DIR).absolute()
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep if keep and keep > 0 else None, create=not read_only,
-            read_only=read_only,
-            # Synchronous saves: the next step donates the state buffers.
-            enable_async_checkpointing=False)
         # orbax warns about every option a read-only manager ignores; loading a model is not news.
         absl_logger = logging.getLogger("absl")
         level = absl_logger.level
         if read_only:
             absl_logger.setLevel(logging.ERROR)
         try:
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=keep if keep and keep > 0 else None, create=not read_only,
+                read_only=read_only,
+                # Synchronous saves: the next step donates the state buffers.
+                enable_async_checkpointing=False)
             self._mngr = ocp.CheckpointManager(
                 self.directory, options=options,
                 item_handlers={"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()})
