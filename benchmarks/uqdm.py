@@ -52,19 +52,13 @@ def main(argv=None):
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "uqdm.json"))
     args = ap.parse_args(argv)
 
-    import flax.serialization
     from gencomp_jax.codecs import uqdm as C
     from gencomp_jax.data.sources import load_kodak
-    from gencomp_jax.models import uqdm as M
     from gencomp_jax.models.unet import count_params
 
     cfg = _config(args.config_arg)
-    model = M.UQDM(cfg.model)
     crop = int(cfg.data.crop_size)
-    params = jax.jit(model.init)({"params": jax.random.PRNGKey(0)}, jnp.zeros((1, crop, crop, 3)),
-                                 jax.random.PRNGKey(1))
-    if args.params:
-        params = flax.serialization.from_bytes(params, pathlib.Path(args.params).read_bytes())
+    params = C.initial_params(cfg, params_file=args.params)
     res = {"machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
                        "platform": platform.platform(), "load_average_at_start": os.getloadavg(),
                        "jax": jax.__version__},

@@ -45,23 +45,13 @@ class _Points:
 
 
 def load_codec(args):
-    import jax
-    import jax.numpy as jnp
-    import flax.serialization
     from gencomp_jax.codecs import uqdm as C
-    from gencomp_jax.models import uqdm as M
 
     if args.workdir:
         from gencomp_jax.eval.loading import load_codec as load
         return load(args.workdir)
     cfg = _config(args.config_arg)
-    model = M.UQDM(cfg.model)
-    crop = int(cfg.data.crop_size)
-    params = jax.jit(model.init)({"params": jax.random.PRNGKey(0)}, jnp.zeros((1, crop, crop, 3)),
-                                 jax.random.PRNGKey(1))
-    if args.params:
-        params = flax.serialization.from_bytes(params, pathlib.Path(args.params).read_bytes())
-    return C.make_codec(cfg, params)
+    return C.make_codec(cfg, C.initial_params(cfg, params_file=args.params))
 
 
 def main(argv=None):

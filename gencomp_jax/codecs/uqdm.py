@@ -94,6 +94,24 @@ def make_codec(config, params, **kwargs) -> "UQDMCodec":
     return UQDMCodec(config, params, **kwargs)
 
 
+def initial_params(config, *, params_file=None):
+    """Initial parameters of `config.model` (seed 0), or those of a flax msgpack file shaped like them.
+
+    For scripts that work without a training workdir (benchmarks, RD sweeps of an exported model);
+    a workdir is loaded with gencomp_jax.eval.loading.load_codec instead.
+    """
+    import pathlib
+
+    import flax.serialization
+
+    crop = int(config.data.crop_size)
+    params = jax.jit(uqdm_model.UQDM(config.model).init)(
+        {"params": jax.random.PRNGKey(0)}, jnp.zeros((1, crop, crop, 3)), jax.random.PRNGKey(1))
+    if params_file:
+        params = flax.serialization.from_bytes(params, pathlib.Path(params_file).read_bytes())
+    return params
+
+
 # ---------------------------------------------------------------------------------------------------
 # Helpers
 
@@ -220,7 +238,6 @@ class UQDMCodec:
     # -- jitted pieces (static step index) ---------------------------------------------------------
     def _build_jits(self):
         model = self.model
-        fam = self.family
 
         def reverse(params, z, i):
             p = model.apply(params, z, i, method=uqdm_model.UQDM.reverse)
