@@ -10,7 +10,7 @@ Layout (all integers unsigned; "varint" = LEB128, 7 bits per byte, low group fir
     offset  size  field
     0       4     magic b"\\x89GCZ"
     4       1     format version (FORMAT_VERSION)
-    5       1     codec id (CODEC_IDS)
+    5       1     codec id (the id the codec registered with, codecs/base.py `register`)
     6       1     flags: bit 0 = a u64 seed follows, bit 1 = meta bytes follow (other bits must be 0)
     7       8     params fingerprint (params_fingerprint)
     15      var   image shape: 3 varints H, W, C
@@ -46,10 +46,11 @@ from typing import Any
 
 import numpy as np
 
+from gencomp_jax.codecs import base
+from gencomp_jax.entropy.varint import VarintError, read_varint, write_varint
+
 MAGIC = b"\x89GCZ"
 FORMAT_VERSION = 1
-CODEC_IDS: dict[str, int] = {"hyperprior": 1, "uqdm": 2, "diffc": 3, "cdc": 4, "hfd": 5}
-_CODEC_NAMES = {v: k for k, v in CODEC_IDS.items()}
 _FLAG_SEED = 1
 _FLAG_META = 2
 FINGERPRINT_BYTES = 8
@@ -63,7 +64,7 @@ class BitstreamError(ValueError):
 class Header:
     """What a gencomp file says about itself.
 
-    codec: codec name, a key of CODEC_IDS.
+    codec: codec name, a registered codec (codecs/base.py `register`); its one-byte id goes in the file.
     params_hash: 8-byte params_fingerprint of the model that wrote the file.
     image_shape: (H, W, C) of the original (unpadded) image.
     seed: u64 seed of the shared randomness (channel simulation); 0 = none (not stored).
@@ -108,21 +109,13 @@ def params_fingerprint(params: Any) -> bytes:
     return h.digest()[:FINGERPRINT_BYTES]
 
 
+def framed_size(segment: bytes) -> int:
+    """Bytes a segment occupies in the container: varint length + CRC-32 + payload."""
+    return len(write_varint(len(segment))) + 4 + len(segment)
+
+
 # ---------------------------------------------------------------------------------------------------
-# Varints
-
-
-def _write_varint(out: bytearray, value: int) -> None:
-    if value < 0:
-        raise ValueError(f"varint must be non-negative, got {value}")
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return
+# Reading
 
 
 class _Truncated(Exception):
@@ -142,19 +135,15 @@ class _Reader:
         return out
 
     def varint(self) -> int:
-        value = 0
-        shift = 0
-        while True:
-            if self.pos >= len(self.data):
-                raise _Truncated
-            byte = self.data[self.pos]
-            self.pos += 1
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-            shift += 7
-            if shift > 70:
-                raise BitstreamError("corrupted gencomp file: malformed varint in the header")
+        if self.pos >= len(self.data):
+            raise _Truncated
+        try:
+            value, self.pos = read_varint(self.data, self.pos)
+        except VarintError as e:
+            if "cut off" in str(e):
+                raise _Truncated from None
+            raise BitstreamError("corrupted gencomp file: malformed varint in the header") from None
+        return value
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -163,9 +152,7 @@ class _Reader:
 
 def pack(header: Header, segments: list[bytes]) -> bytes:
     """Serializes `header` and `segments` into one gencomp file (bytes). See the module docstring."""
-    if header.codec not in CODEC_IDS:
-        raise ValueError(f"Unknown codec {header.codec!r}; known codecs: {sorted(CODEC_IDS)} "
-                         "(add new ones to bitstream.CODEC_IDS).")
+    codec_id = base.codec_id(header.codec)  # RegistryError for a codec that did not register
     if not isinstance(header.params_hash, (bytes, bytearray)) or len(header.params_hash) != FINGERPRINT_BYTES:
         raise ValueError(f"params_hash must be {FINGERPRINT_BYTES} bytes (use params_fingerprint(params)), "
                          f"got {header.params_hash!r}")
@@ -180,19 +167,19 @@ def pack(header: Header, segments: list[bytes]) -> bytes:
 
     out = bytearray(MAGIC)
     flags = (_FLAG_SEED if header.seed else 0) | (_FLAG_META if header.meta else 0)
-    out += bytes([FORMAT_VERSION, CODEC_IDS[header.codec], flags])
+    out += bytes([FORMAT_VERSION, codec_id, flags])
     out += bytes(header.params_hash)
     for s in shape:
-        _write_varint(out, s)
+        out += write_varint(s)
     if header.seed:
         out += struct.pack("<Q", int(header.seed))
     if header.meta:
-        _write_varint(out, len(header.meta))
+        out += write_varint(len(header.meta))
         out += bytes(header.meta)
-    _write_varint(out, len(segments))
+    out += write_varint(len(segments))
     out += struct.pack("<H", binascii.crc_hqx(bytes(out), 0))
     for seg in segments:
-        _write_varint(out, len(seg))
+        out += write_varint(len(seg))
         out += struct.pack("<I", zlib.crc32(seg))
         out += seg
     return bytes(out)
@@ -232,12 +219,15 @@ def _parse_header(data: bytes) -> tuple[Header, int]:
                              "damaged)")
     if flags & ~(_FLAG_SEED | _FLAG_META):
         raise BitstreamError(f"corrupted gencomp file: unknown header flags {flags:#x}")
-    if codec_id not in _CODEC_NAMES:
-        raise BitstreamError(f"gencomp file made by an unknown codec (id {codec_id}); known: "
-                             f"{sorted(CODEC_IDS)}. Use a newer gencomp_jax.")
+    codec_name = base.codec_name(codec_id)
+    if codec_name is None:
+        raise BitstreamError(f"gencomp file made by an unknown codec (id {codec_id}); registered: "
+                             f"{sorted(base.registered())}. Use a newer gencomp_jax, or import the module "
+                             "that registers that codec (gencomp_jax.registry.discover() imports the "
+                             "built-in ones).")
     if min(shape) < 1:
         raise BitstreamError(f"corrupted gencomp file: invalid image shape {shape}")
-    header = Header(codec=_CODEC_NAMES[codec_id], params_hash=bytes(params_hash), image_shape=shape,
+    header = Header(codec=codec_name, params_hash=bytes(params_hash), image_shape=shape,
                     seed=seed, meta=bytes(meta), num_segments=num_segments)
     return header, r.pos
 

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gencomp_jax.codecs import bitstream
+from gencomp_jax.codecs.base import register
 from gencomp_jax.entropy import coder as coder_lib
 from gencomp_jax.entropy import gaussian_conditional as gc
 from gencomp_jax.entropy.factorized import FactorizedPrior, factorized_tables
@@ -215,3 +216,6 @@ class HyperpriorCodec:
 
 def make_codec(config, params) -> HyperpriorCodec:
     return HyperpriorCodec(_model(config), params)
+
+
+register("hyperprior", method=make_method, codec=make_codec, codec_id=1)

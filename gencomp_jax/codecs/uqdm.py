@@ -47,6 +47,7 @@ import numpy as np
 
 from gencomp_jax.channel import dq, randomness
 from gencomp_jax.codecs import bitstream
+from gencomp_jax.codecs.base import register
 from gencomp_jax.entropy import coder, densities
 from gencomp_jax.models import uqdm as uqdm_model
 
@@ -551,3 +552,6 @@ def segment_sizes(data: bytes) -> list[int]:
     """Framed size in bytes of each complete segment of a UQDM file (prefix bits = header + these)."""
     _, segments = bitstream.unpack(data, codec="uqdm", allow_partial=True)
     return [_segment_framed_size(s) for s in segments]
+
+
+register("uqdm", method=make_method, codec=make_codec, codec_id=2)

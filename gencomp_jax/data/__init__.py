@@ -5,7 +5,8 @@ evaluation only; the training iterator refuses it.
 """
 
 from gencomp_jax.data.images import (
-    MIN_SIDE, ImageError, check_image, pad_to_multiple, padded_size, read_image, unpad, write_png)
+    DEFAULT_GRID, GRIDS, MIN_SIDE, ImageError, check_image, grid_index, grid_values, pad_to_multiple,
+    padded_size, read_image, to_model, to_uint8, unpad, write_png)
 from gencomp_jax.data.pipeline import (
     EvalBatches, TrainIterator, center_crop, load_eval_set, make_eval_iterator, make_train_iterator)
 from gencomp_jax.data.sources import (
@@ -14,6 +15,7 @@ from gencomp_jax.data.sources import (
     skimage_source, tfds_source, verify_manifest)
 
 __all__ = [
+    "DEFAULT_GRID", "GRIDS", "grid_index", "grid_values", "to_model", "to_uint8",
     "MIN_SIDE", "ImageError", "check_image", "pad_to_multiple", "padded_size", "read_image", "unpad", "write_png",
     "EvalBatches", "TrainIterator", "center_crop", "load_eval_set", "make_eval_iterator", "make_train_iterator",
     "SKIMAGE_COLOR_PHOTOS", "SKIMAGE_GRAY_PHOTOS", "ArraySource", "DataError", "FolderSource", "ImageSource",

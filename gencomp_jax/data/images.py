@@ -11,6 +11,12 @@ Conversions done by `read_image` (documented, never silent crashes later):
   applies to 16-bit RGB PNGs (which it always reads as 8-bit RGB);
 - the EXIF orientation tag (camera photos) is applied, so the array is the image as displayed.
 
+Model space: networks see float32 in [-1, 1] on a data grid of 256 levels. `to_model`, `grid_index`,
+`to_uint8` and `grid_values` are the one conversion between uint8 pixels and model floats (pure jnp,
+jit-able), for every grid in GRIDS:
+- "edge":   x = k / 127.5 - 1          (levels at the interval ends; what this library used first)
+- "center": x = 2 (k + 1/2) / 256 - 1  (VDM and the UQDM reference: bin centres)
+
 Refused with `ImageError` (a ValueError; the message names the file and says what to do): missing
 files, non-images, truncated/corrupt files, float images (mode "F"), multi-frame files, and images
 with a side smaller than `MIN_SIDE` pixels.
@@ -22,10 +28,13 @@ import os
 import pathlib
 import tempfile
 
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageOps
 
 MIN_SIDE = 8
+GRIDS = ("edge", "center")
+DEFAULT_GRID = "edge"
 
 # Modes Pillow converts to RGB correctly with Image.convert("RGB").
 _CONVERTIBLE = {"RGB", "L", "1", "P", "PA", "LA", "RGBA", "RGBX", "RGBa", "La", "CMYK", "YCbCr", "LAB", "HSV"}
@@ -174,3 +183,38 @@ def unpad(image, shape) -> np.ndarray:
     """Crops a padded [..., H', W', C] array back to `shape` = (H, W) (or an [H, W, C] shape)."""
     h, w = int(shape[0]), int(shape[1])
     return np.asarray(image)[..., :h, :w, :]
+
+
+# ---------------------------------------------------------------------------------------------------
+# uint8 <-> model floats (the one conversion)
+
+
+def _grid_affine(grid: str) -> tuple[float, float]:
+    """(scale, shift) with x = k * scale + shift for grid level k in {0..255}."""
+    if grid == "edge":
+        return 1.0 / 127.5, -1.0
+    if grid == "center":
+        return 2.0 / 256.0, 1.0 / 256.0 - 1.0
+    raise ValueError(f"unknown data grid {grid!r}; use one of {GRIDS}")
+
+
+def to_model(images_u8, *, grid: str = DEFAULT_GRID):
+    """uint8 [...] -> float32 [...] in [-1, 1] on `grid` (jit-able)."""
+    scale, shift = _grid_affine(grid)
+    return jnp.asarray(images_u8, jnp.float32) * scale + shift
+
+
+def grid_values(*, grid: str = DEFAULT_GRID, num_levels: int = 256):
+    """float32 [num_levels]: the model-space value of each level k (to_model(arange(256)))."""
+    return to_model(jnp.arange(num_levels), grid=grid)
+
+
+def grid_index(x, *, grid: str = DEFAULT_GRID):
+    """float [...] in model space -> int32 [...] level in [0, 255] nearest to x (jit-able)."""
+    scale, shift = _grid_affine(grid)
+    return jnp.clip(jnp.round((jnp.asarray(x, jnp.float32) - shift) / scale), 0, 255).astype(jnp.int32)
+
+
+def to_uint8(x, *, grid: str = DEFAULT_GRID) -> np.ndarray:
+    """float [...] in model space -> numpy uint8 [...] (nearest level, clipped): what decoders return."""
+    return np.asarray(grid_index(x, grid=grid)).astype(np.uint8)
