@@ -38,7 +38,6 @@ import numpy as np
 
 from gencomp_jax.entropy import coder as _coder
 from gencomp_jax.entropy import densities
-from gencomp_jax.entropy import fast as _fast
 
 __all__ = [
     "dither",
@@ -47,13 +46,10 @@ __all__ = [
     "dq_noisy_proxy",
     "dq_rate_proxy_bits",
     "dq_bits",
-    "dq_tables",
     "dq_encode",
     "dq_decode",
 ]
 
-MAX_HALF_WIDTH = 512  # table covers center +- half_width cells; further values use the coder's escape
-TAIL_SCALES = {"gaussian": 8.0, "logistic": 16.0}
 _MAX_ABS_INDEX = 2**24  # float32 represents integers exactly up to here
 
 
@@ -98,42 +94,6 @@ def dq_bits(k, w, loc, scale, delta, *, family: str = "gaussian"):
     return dq_rate_proxy_bits(y, loc, scale, delta, family=family)
 
 
-@functools.partial(jax.jit, static_argnames=("family", "half_width"))
-def _tables(loc, scale, delta, w, family, half_width):
-    c = jnp.round((loc + w) / delta)  # most likely K
-    j = jnp.arange(-half_width, half_width + 1, dtype=jnp.float32)
-    ks = c[:, None] + j[None, :]
-    lower = ks * delta[:, None] - w[:, None] - 0.5 * delta[:, None]
-    p = densities.bin_probability(family, loc[:, None], scale[:, None], lower, lower + delta[:, None])
-    lo_edge = lower[:, 0]
-    hi_edge = lower[:, -1] + delta
-    tail = (densities.bin_probability(family, loc, scale, -jnp.inf, lo_edge)
-            + densities.bin_probability(family, loc, scale, hi_edge, jnp.inf))
-    return jnp.concatenate([p, tail[:, None]], axis=1), (c - half_width).astype(jnp.int32)
-
-
-def _half_width(scale, delta, family) -> int:
-    r = float(np.max(np.asarray(scale, np.float64) / np.asarray(delta, np.float64)))
-    h = int(math.ceil(TAIL_SCALES[family] * r)) + 1
-    h = 1 << max(h - 1, 1).bit_length()  # power of two: few distinct compiled shapes
-    return min(h, MAX_HALF_WIDTH)
-
-
-def dq_tables(loc, scale, delta, w, *, family: str = "gaussian"):
-    """Float entropy-model tables for K given W.
-
-    Args: loc, scale, delta, w: broadcastable arrays, flattened to n elements.
-    Returns: (pmf float32 [n, 2h+2], offsets int32 [n]); row i codes K in offsets[i] .. offsets[i]+2h,
-      the last column is the tail (escape) mass.  h = min(512, ~8 (gaussian) / 16 (logistic) scales).
-    For inspection and reference; :func:`dq_encode` uses per-element adaptive supports instead.
-    """
-    densities._check_family(family)
-    loc, scale, delta, w = (jnp.ravel(a) for a in jnp.broadcast_arrays(
-        jnp.asarray(loc, jnp.float32), jnp.asarray(scale, jnp.float32), jnp.asarray(delta, jnp.float32),
-        jnp.asarray(w, jnp.float32)))
-    return _tables(loc, scale, delta, w, family, _half_width(scale, delta, family))
-
-
 def _check_inputs(x, loc, scale, delta, w):
     arrs = jnp.broadcast_arrays(*(jnp.asarray(a, jnp.float32) for a in (x, loc, scale, delta, w)))
     x, loc, scale, delta, w = arrs
@@ -156,7 +116,7 @@ def _check_inputs(x, loc, scale, delta, w):
 # P(K = c + j | W = w) = psi-mass of the cell (j - 1/2, j + 1/2] under psi(m, s').  The symbol
 # K - c is coded with a model whose support adapts per element: elements are grouped by half-width
 # class H(s') ~ TAIL_MASS_SCALES * s' (mass beyond < 2^-20), and each group is one segment of a single
-# ANS stream (gencomp_jax.entropy.fast):
+# ANS stream (gencomp_jax.entropy.coder's StreamEncoder):
 #   gaussian: constriction's native QuantizedGaussian(-H, H) with per-symbol (m, s') - no tables;
 #   logistic: float32 tables (CDF differences via the tail symmetry, last column = escape mass), 24-bit
 #             quantized by constriction's Categorical: one table [rows, 2H + 2] for H <= _TWO_LEVEL, else
@@ -343,7 +303,7 @@ def dq_encode(x, loc, scale, delta, *, w, family: str = "gaussian"):
     k = dq_quantize(x, w, delta)
     c, m, sd = _centre(loc, scale, delta, w)
     s = np.asarray(k, np.int64).ravel() - c
-    enc = _fast.StreamEncoder()
+    enc = _coder.StreamEncoder()
     for h, idx in _segments(_classes(sd, family)):
         if family == "gaussian":
             enc.quantized_gaussian(s[idx], m[idx], sd[idx], half_width=h)
@@ -361,7 +321,7 @@ def dq_decode(data: bytes, loc, scale, delta, *, w, family: str = "gaussian"):
     _check_coding_params(scale, delta)
     c, m, sd = _centre(loc, scale, delta, w)
     s = np.zeros(c.shape[0], np.int64)
-    dec = _fast.StreamDecoder(data)
+    dec = _coder.StreamDecoder(data)
     for h, idx in _segments(_classes(sd, family)):
         if family == "gaussian":
             s[idx] = dec.quantized_gaussian(m[idx], sd[idx], half_width=h)

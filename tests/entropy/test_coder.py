@@ -1,5 +1,7 @@
 """Tests for gencomp_jax.entropy.coder: exact round trips, escapes, table invariants, code length."""
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,91 @@ def test_corrupt_data_raises_coding_error():
     assert detected == 20
     with pytest.raises(C.CodingError):
         C.decode_indexed(data + b"\x01\x00\x00\x00", tables, [0, 0], ti)
+
+
+# ---------------------------------------------------------------------------------------------
+# The one escape code: same bytes as the two coders it replaced, any int64, streams of segments
+
+GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden" / "coder_golden.npz"
+
+
+def _golden_segments(g):
+    i, segs = 0, []
+    while f"st{i}_symbols" in g:
+        kind = "qg" if f"st{i}_qg" in g else "cat"
+        segs.append((kind, int(g[f"st{i}_{kind}"][0]), g[f"st{i}_symbols"], g[f"st{i}_model"]))
+        i += 1
+    return segs
+
+
+def _stream_encode(segs):
+    enc = C.StreamEncoder()
+    for kind, arg, s, m in segs:
+        if kind == "qg":
+            enc.quantized_gaussian(s, m[:, 0], m[:, 1], half_width=arg)
+        else:
+            enc.categorical(s, m, offset=arg)
+    return enc.finish()
+
+
+def _stream_decode(data, segs):
+    dec = C.StreamDecoder(data)
+    out = [dec.quantized_gaussian(m[:, 0], m[:, 1], half_width=arg) if kind == "qg" else
+           dec.categorical(m, offset=arg) for kind, arg, _, m in segs]
+    dec.finish()
+    return out
+
+
+def test_bytes_identical_to_the_coders_of_44b2816():
+    """tests/golden/make_coder_golden.py coded these inputs (escapes of every bit length 0..64, int64
+    offsets at both ends) with entropy/coder.py and entropy/fast.py as they were before the merge."""
+    g = dict(np.load(GOLDEN))
+    ix = (g["ix_tables"], g["ix_offsets"], g["ix_index"])
+    assert C.encode_indexed(g["ix_values"], *ix, lengths=g["ix_lengths"]) == g["ix_bytes"].tobytes()
+    np.testing.assert_array_equal(C.decode_indexed(g["ix_bytes"].tobytes(), *ix, lengths=g["ix_lengths"]),
+                                  g["ix_values"])
+    assert C.encode_per_symbol(g["ps_values"], g["ps_pmfs"], g["ps_offsets"]) == g["ps_bytes"].tobytes()
+    np.testing.assert_array_equal(C.decode_per_symbol(g["ps_bytes"].tobytes(), g["ps_pmfs"], g["ps_offsets"]),
+                                  g["ps_values"])
+    segs = _golden_segments(g)
+    assert sum(np.any(np.abs(s) >= 2**16) for _, _, s, _ in segs) >= 3  # multi-chunk escapes present
+    assert _stream_encode(segs) == g["st_bytes"].tobytes()
+    for (_, _, s, _), out in zip(segs, _stream_decode(g["st_bytes"].tobytes(), segs)):
+        np.testing.assert_array_equal(out, s)
+
+
+def test_stream_escapes_cover_int64_and_refuse_what_they_cannot_code():
+    rng = np.random.default_rng(5)
+    ends = np.array([-2**63, 2**63 - 1, -2**63 + 7, 2**62, -5, 5, 0, 4, -4], np.int64)
+    s = np.concatenate([ends, rng.integers(-2**63, 2**63 - 1, 200, dtype=np.int64), rng.integers(-6, 6, 300)])
+    mean, std = rng.uniform(-0.5, 0.5, s.size), rng.uniform(0.3, 2, s.size)
+    p = rng.random((s.size, 5)) + 0.01
+    small = np.clip(s, -2**61, 2**61)
+    segs = [("qg", 4, s, np.stack([mean, std], 1)), ("cat", -2, small, p)]
+    data = _stream_encode(segs)
+    for (_, _, want, _), got in zip(segs, _stream_decode(data, segs)):
+        np.testing.assert_array_equal(got, want)
+    # a categorical stream escape holds at most 63 bits of zig-zag overflow: beyond, a clear error
+    with pytest.raises(ValueError, match="beyond the model's support"):
+        C.StreamEncoder().categorical(np.array([2**63 - 1]), p[:1], offset=-2**62)
+    # ... which the table coder's layout (66-bit lengths) codes
+    q = C.quantize_pmf(p[:2])
+    v = np.array([2**63 - 1, -2**63])
+    np.testing.assert_array_equal(C.decode_per_symbol(C.encode_per_symbol(v, q, [2**62, -2**62]), q,
+                                                      [2**62, -2**62]), v)
+
+
+def test_decoding_with_other_models_or_corrupt_escapes_raises():
+    rng = np.random.default_rng(6)
+    q = C.quantize_pmf(rng.random((50, 4)) + 0.1)
+    v = np.full(50, 2**40)  # every symbol escapes with a 41-bit overflow
+    data = C.encode_per_symbol(v, q, np.zeros(50, np.int64))
+    with pytest.raises(C.CodingError):
+        C.decode_per_symbol(data[:-4], q, np.zeros(50, np.int64))
+    # the same payload read with an offset near the int64 top decodes beyond int64: refused
+    with pytest.raises(C.CodingError, match="outside int64|not consumed"):
+        C.decode_per_symbol(data, q, np.full(50, 2**63 - 2**30))
+    dec = C.StreamDecoder(_stream_encode([("cat", 0, np.full(20, 10**6), rng.random((20, 3)))]))
+    with pytest.raises(C.CodingError):
+        dec.quantized_gaussian(np.zeros(20), np.ones(20), half_width=2)
+        dec.finish()
