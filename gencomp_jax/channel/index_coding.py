@@ -25,6 +25,7 @@ from scipy import special
 
 from gencomp_jax.channel.pfr import GaussianChannelCode, plan_chunks
 from gencomp_jax.entropy import coder as _coder
+from gencomp_jax.entropy.varint import VarintError, read_varint, write_varint
 
 __all__ = [
     "zipf_exponent",
@@ -33,41 +34,11 @@ __all__ = [
     "decode_indices",
     "encode_gaussian_codes",
     "decode_gaussian_codes",
-    "write_varint",
-    "read_varint",
 ]
 
 LOG2E_OVER_E = math.log2(math.e) / math.e
 UNBOUNDED_LOG2 = 48  # "no limit" on the number of candidates: octaves up to 2**48 (escape beyond)
 _TOP = 8
-
-
-def write_varint(n: int) -> bytes:
-    """Unsigned LEB128."""
-    n = int(n)
-    if n < 0:
-        raise ValueError(f"varint needs n >= 0, got {n}")
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def read_varint(data: bytes, pos: int):
-    """-> (value, new position); raises CodingError on truncation."""
-    n = shift = 0
-    while True:
-        if pos >= len(data) or shift > 70:
-            raise _coder.CodingError("truncated or corrupt varint")
-        b = data[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n, pos
 
 
 def zipf_exponent(kl_bits):
@@ -134,6 +105,14 @@ def _uniform_tables(rest):
     return _q(t)
 
 
+def _read_varint(data: bytes, pos: int):
+    """read_varint with the channel's error type: a cut or malformed varint is a CodingError."""
+    try:
+        return read_varint(data, pos)
+    except VarintError as e:
+        raise _coder.CodingError(f"index stream is truncated or corrupt ({e})") from e
+
+
 def encode_indices(indices, kl_bits, num_candidates=None) -> bytes:
     """Code 0-based indices (int [n]) with Zipf(lam(kl_bits)) truncated to num_candidates (None: unbounded).
 
@@ -176,7 +155,7 @@ def decode_indices(data: bytes, n: int, kl_bits, num_candidates=None, *, return_
     nmax, emax = _limits(num_candidates, n)
     pos, blobs = 0, []
     for _ in range(3):
-        size, pos = read_varint(data, pos)
+        size, pos = _read_varint(data, pos)
         if pos + size > len(data):
             raise _coder.CodingError("index stream is truncated")
         blobs.append(data[pos: pos + size])
@@ -231,7 +210,7 @@ def decode_gaussian_codes(data: bytes, dims: Sequence[int], *, max_chunk_bits: i
     """Inverse of :func:`encode_gaussian_codes` -> list of GaussianChannelCode (one per step)."""
     pos, plans = 0, []
     for d in dims:
-        kl_q, pos = read_varint(data, pos)
+        kl_q, pos = _read_varint(data, pos)
         plans.append(plan_chunks(kl_q, d, max_chunk_bits=max_chunk_bits, padding_bits=padding_bits))
     kls = np.concatenate([p.chunk_kl_bits for p in plans]) if plans else np.zeros(0)
     ns = np.concatenate([np.full(p.num_chunks, float(1 << p.log2_candidates)) for p in plans]) if plans else kls

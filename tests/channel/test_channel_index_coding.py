@@ -34,3 +34,15 @@ def test_gaussian_codes_roundtrip_and_corruption():
         assert a.kl_q == b.kl_q and np.array_equal(a.indices, b.indices)
     with pytest.raises(CodingError):
         ic.decode_gaussian_codes(data[:-2], dims)
+
+
+def test_cut_or_overlong_varint_heads_are_coding_errors():
+    dims = [10, 7]
+    codes = [GaussianChannelCode(8 * 3, np.zeros(plan_chunks(8 * 3, d).num_chunks, np.int64)) for d in dims]
+    data = ic.encode_gaussian_codes(codes, dims)
+    with pytest.raises(CodingError, match="truncated or corrupt"):
+        ic.decode_gaussian_codes(data[:0], dims)
+    with pytest.raises(CodingError, match="truncated or corrupt"):
+        ic.decode_gaussian_codes(b"\xff" * 12, dims)  # an overlong varint KL
+    with pytest.raises(CodingError):
+        ic.decode_indices(b"\x80", 3, 1.0)
