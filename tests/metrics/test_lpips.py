@@ -78,3 +78,17 @@ def test_bad_inputs_raise_clear_errors():
         lpips_distance(x[:16, :16], x[:16, :16])
     with pytest.raises(ValueError, match="3 channels"):
         lpips_distance(x[..., :1], x[..., :1])
+
+
+def test_missing_weights_is_a_file_not_found_error(monkeypatch, tmp_path):
+    """The CLI reports missing weights by catching FileNotFoundError (no class-name tricks)."""
+    from gencomp_jax.metrics import lpips
+
+    monkeypatch.setattr(lpips, "_weights_path", lambda net_type: str(tmp_path / f"{net_type}.ckpt"))
+    lpips._load.cache_clear()
+    try:
+        x = np.zeros((32, 32, 3), np.uint8)
+        with pytest.raises(FileNotFoundError, match="reinstall"):
+            lpips_distance(x, x, net="vgg")
+    finally:
+        lpips._load.cache_clear()
