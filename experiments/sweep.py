@@ -128,7 +128,7 @@ def main(argv):
             return
 
     from gencomp_jax import registry
-    if not hasattr(registry.get_module(FLAGS.config.method), "make_codec"):
+    if not registry.get(FLAGS.config.method).is_codec:
         print(f"Method {FLAGS.config.method!r} is not a codec: skipping the RD evaluation.")
         return
     from gencomp_jax.eval.sweep import evaluate_sweep

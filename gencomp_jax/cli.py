@@ -1,8 +1,9 @@
 """`gencomp`: compress / decompress / evaluate / plot / info from the command line.
 
     gencomp compress   --checkpoint WORKDIR IN.png OUT.gcz
-    gencomp decompress --checkpoint WORKDIR IN.gcz OUT.png [--steps K]
+    gencomp decompress --checkpoint WORKDIR IN.gcz OUT.png [--steps K] [--option NAME=VALUE ...]
     gencomp evaluate   --checkpoint WORKDIR [--checkpoint WORKDIR2 ...] --dataset kodak|PATH --out RESULTS.json
+                       [--option NAME=V1,V2,... ...]
                        [--metrics psnr-rgb,ms-ssim,lpips-alex] [--realism] [--realism-features inception]
                        [--inception-weights PATH] [--patch-size 256] [--limit N] [--name NAME]
                        [--description TEXT] [--files-dir DIR] [--plot rd.png] [--reference balle2018]
@@ -11,9 +12,16 @@
     gencomp plot       A.json [B.json ...] -o rd.png [--reference balle2018] [--metrics ...] [--title T]
     gencomp info       FILE.gcz
 
-User errors (missing files, bad images, files made by another model, truncated files, ...) print
-one line `gencomp <command>: error: <message>` and exit with status 2; set GENCOMP_DEBUG=1 to get
-the traceback instead. Only argument parsing lives here; everything else is library calls.
+Decode options (`--option`, `--steps`) are the ones the file's codec declares (`decode_options`, a
+tuple of gencomp_jax.codecs.base.DecodeOption, registered with the codec); `gencomp info FILE` lists
+them. `--steps K` is `--option steps=K` (progressive codecs). `evaluate --option NAME=V1,V2` sweeps
+every combination of the given values over the codec's rate points (eval.evaluate.rate_points).
+
+User errors (missing files, bad images, files made by another model, truncated files, undeclared
+options, ...) are the library's ValueError subclasses (BitstreamError, OptionError, RegistryError,
+ImageError, CodingError, ...) and OSError; they print one line `gencomp <command>: error: <message>`
+and exit with status 2; set GENCOMP_DEBUG=1 to get the traceback instead. Only argument parsing lives
+here; everything else is library calls.
 """
 
 from __future__ import annotations
@@ -42,14 +50,23 @@ def _load_eval_set(dataset: str, limit):
     return loading.load_eval_set(dataset, limit=limit)
 
 
-def _accepts_keyword(fn, name: str) -> bool:
-    import inspect
+def _decode_options(entry, pairs, steps) -> dict:
+    """--option NAME=VALUE texts (+ --steps) parsed with the codec's declared DecodeOptions (OptionError
+    names the codec's options)."""
+    from gencomp_jax.codecs import base
+    from gencomp_jax.eval import evaluate
 
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return True
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    given = evaluate.parse_option_args(pairs)
+    if steps is not None:
+        if "steps" in given:
+            raise base.OptionError("give the number of steps once: --steps K or --option steps=K")
+        given["steps"] = [str(steps)]
+    base.check_options(entry, dict.fromkeys(given), fill_defaults=False)  # undeclared names
+    declared = {o.name: o for o in entry.decode_options}
+    for k, v in given.items():
+        if len(v) != 1:
+            raise base.OptionError(f"--option {k}: decompress takes one value, got {v}")
+    return {k: declared[k].parse(v[0]) for k, v in given.items()}
 
 
 def cmd_compress(args) -> int:
@@ -67,19 +84,21 @@ def cmd_compress(args) -> int:
 
 
 def cmd_decompress(args) -> int:
+    from gencomp_jax import registry
     from gencomp_jax.codecs import bitstream
     from gencomp_jax.data import images
 
     data = pathlib.Path(args.input).read_bytes()
+    registry.discover()  # built-in codec ids resolve
     header = bitstream.peek(data)  # fail fast (before loading a model) on a non-gencomp file
+    # a typo in an option fails before the model loads
+    options = _decode_options(registry.get(header.codec), args.option, args.steps)
     codec = _load_codec(args.checkpoint)
-    kwargs = {} if args.steps is None else {"steps": args.steps}
-    if kwargs and not _accepts_keyword(codec.decompress, "steps"):
-        raise ValueError(f"the {header.codec!r} codec is not progressive: it has no --steps option")
-    rec = codec.decompress(data, **kwargs)
+    rec = codec.decompress(data, **options)
     path = images.write_png(args.output, rec)
     h, w = header.image_shape[:2]
-    print(f"{args.input} -> {path}: {w}x{h} ({header.codec})")
+    shown = "".join(f", {k}={v}" for k, v in options.items())
+    print(f"{args.input} -> {path}: {w}x{h} ({header.codec}{shown})")
     return 0
 
 
@@ -92,11 +111,12 @@ def cmd_evaluate(args) -> int:
         realism = {"features": args.realism_features, "patch_size": args.patch_size or None}
         if args.inception_weights:
             realism["inception_weights"] = args.inception_weights
+    options = evaluate.parse_option_args(args.option) or None
     items = _load_eval_set(args.dataset, args.limit)
     if len(args.checkpoint) > 1:  # a rate sweep: one point (or more) per workdir, merged into one curve
         res = sweep.evaluate_sweep(args.checkpoint, out_json=args.out, name=args.name, description=args.description or "",
                                    dataset=args.dataset, images=items, metrics=metrics, realism=realism,
-                                   plot_path=args.plot, reference=args.reference, progress=not args.no_progress)
+                                   options=options, plot_path=args.plot, reference=args.reference, progress=not args.no_progress)
         written = [args.out] + [str(pathlib.Path(args.out).with_name(f"{pathlib.Path(args.out).stem}_"
                                                                      f"{pathlib.Path(w).resolve().name}.json"))
                                 for w in args.checkpoint]
@@ -105,7 +125,7 @@ def cmd_evaluate(args) -> int:
         name = args.name or pathlib.Path(args.checkpoint[0]).resolve().name
         description = args.description or f"{name} on {args.dataset} ({len(items)} images), real files"
         res = evaluate.evaluate_codec(codec, items, name=name, description=description, metrics=metrics,
-                                      realism=realism, out_json=args.out, workdir_for_files=args.files_dir,
+                                      realism=realism, options=options, out_json=args.out, workdir_for_files=args.files_dir,
                                       progress=not args.no_progress)
         written = [args.out, str(evaluate.per_image_csv_path(args.out))]
         if args.plot:
@@ -131,18 +151,25 @@ def cmd_plot(args) -> int:
 
 
 def cmd_info(args) -> int:
+    from gencomp_jax import registry
     from gencomp_jax.codecs import bitstream
 
     data = pathlib.Path(args.input).read_bytes()
+    registry.discover()  # built-in codec ids resolve
     header, segments = bitstream.unpack(data, allow_partial=True)
+    entry = registry.get(header.codec)
     h, w, c = header.image_shape
     print(f"file:        {args.input} ({len(data)} bytes, {len(data) * 8 / (h * w):.4f} bpp)")
-    print(f"codec:       {header.codec} (format version {bitstream.FORMAT_VERSION})")
+    print(f"codec:       {header.codec} (id {entry.codec_id}, format version {bitstream.FORMAT_VERSION})")
     print(f"model:       {header.params_hash.hex()}")
     print(f"image:       {w}x{h}x{c}")
     print(f"seed:        {header.seed if header.seed else 'none'}")
     print(f"meta:        {len(header.meta)} bytes")
     print(f"segments:    {len(segments)} of {header.num_segments} complete, sizes {[len(s) for s in segments]}")
+    print("options:     " + ("none" if not entry.decode_options else
+                             "(gencomp decompress --option NAME=VALUE)"))
+    for o in entry.decode_options:
+        print(f"  {o.describe()}" + ("  (also --steps K)" if o.name == "steps" else ""))
     return 0
 
 
@@ -159,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decompress", help="decompress a .gcz file to a PNG image")
     d.add_argument("--checkpoint", required=True, help="training workdir of the codec that wrote the file")
     d.add_argument("--steps", type=int, default=None,
-                   help="progressive codecs: decode with the first K steps only (passed as decompress(steps=K))")
+                   help="progressive codecs: decode with the first K steps only (0 = none); = --option steps=K")
+    d.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a decode option the file's codec declares (repeatable); `gencomp info FILE` lists them")
     d.add_argument("input", help="input .gcz file")
     d.add_argument("output", help="output PNG")
     d.set_defaults(fn=cmd_decompress)
@@ -167,7 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate a codec on a data set with real files (results JSON + CSV)")
     e.add_argument("--checkpoint", required=True, action="append",
                    help="training workdir of the codec; repeat it for a rate sweep (one curve, merged)")
-    e.add_argument("--dataset", default="kodak", help="'kodak' (bundled) or a folder of PNG/JPEG images")
+    e.add_argument("--dataset", default="kodak",
+                   help="'kodak' (bundled), 'skimage', 'tfds:NAME[:SPLIT]' (e.g. tfds:clic:test) or a folder of "
+                        "images, several comma-separated, optionally ending in ':SPLIT' for split sub-folders")
+    e.add_argument("--option", action="append", default=[], metavar="NAME=V1[,V2,...]",
+                   help="decode option to sweep (repeatable): every combination of the given values is applied "
+                        "to the codec's rate points, e.g. --option reconstruction=flow,denoise")
     e.add_argument("--out", required=True, help="results JSON to write (per-image CSV goes beside it)")
     e.add_argument("--metrics", default="psnr-rgb,ms-ssim,lpips-alex",
                    help="comma-separated per-image metrics: psnr-rgb, ms-ssim, lpips-alex, lpips-vgg")
@@ -201,9 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _is_user_error(e: BaseException) -> bool:
-    """The library's error classes (BitstreamError, ImageError, DataError, CodingError, ResultsError, ...)
-    are ValueError subclasses; missing files are OSError; missing network weights are *WeightsError."""
-    return isinstance(e, (ValueError, OSError)) or type(e).__name__.endswith("WeightsError")
+    """The library's error classes (BitstreamError, OptionError, RegistryError, ImageError, DataError,
+    CodingError, ResultsError, ...) are ValueError subclasses; missing files and weights are OSError."""
+    return isinstance(e, (ValueError, OSError))
 
 
 def main(argv=None) -> int:
@@ -211,8 +245,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "limit", None) is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
-    if getattr(args, "steps", None) is not None and args.steps < 1:
-        parser.error("--steps must be >= 1")
     try:
         return args.fn(args)
     except Exception as e:  # noqa: BLE001 -- only user errors are caught, everything else re-raised

@@ -18,22 +18,18 @@ Results JSON (`out_json`):
 with one list entry per rate point: the mean over images (realism: one value over the set). A
 per-image CSV is written beside it (`<stem>_per_image.csv`, one row per image and rate point).
 
-Rate points (codecs with several rates in one file, e.g. progressive UQDM):
-  A codec may define these optional methods (duck-typed; plain codecs define none of them and give
-  exactly one point):
-    rate_points() -> list[dict]
-        One dict of keyword options for `decompress` per RD point, e.g.
-        [{"steps": 1, "reconstruction": "denoise"}, ..., {"steps": 4, "reconstruction": "denoise"}].
-        Each point is decoded with `codec.decompress(data_k, **options)`.
-    truncate(data, **options) -> bytes
-        The prefix of the file that a receiver needs for that point (progressive codecs: the header
-        plus the first k segments). If absent, every point uses the whole file. bpp of the point is
-        measured on these bytes, which are written to their own file and decoded from it, so
-        progressive decoding of truncated files is exercised for real.
-    estimate_bits(image, **options) -> float
-        When rate_points() is defined, estimate_bits is called with each point's options and must
-        accept them (it may ignore options that do not change the rate, e.g. "reconstruction").
-  The image is compressed once; encoding_time is the same for every point of an image.
+Rate points (the contract of gencomp_jax/codecs/base.py):
+  The points evaluated are `codec.rate_points()` (a list of decode-option dicts; [{}] for a
+  single-rate codec), optionally overridden or extended by `options` ({name: values}, every
+  combination of the given values applied to every point; see `rate_points`). Each point is checked
+  against the codec's declared `decode_options` (base.check_options). A point that sets an option
+  declared with `rate=True` (e.g. `steps`) is measured on the bytes a receiver needs for it,
+  `ProgressiveCodec.truncate(data, **those options)`; they are written to their own file and decoded
+  from it, so progressive decoding of truncated files is exercised for real. Every point is decoded
+  with `codec.decompress(data_k, **point)` and estimated with `codec.estimate_bits(image, **point)`
+  (a progressive codec with `compress_with_bits(image) -> (file, step bits)`, codecs/progressive.py:
+  the sum of the first `steps` step bits of its one encoding pass). The image is compressed once;
+  encoding_time is the same for every point of an image.
 
 Timing: by default (`warmup=True`) the first image is compressed and decoded once before timing,
 so jit compilation is not counted (images of another shape still compile once on first use).
@@ -42,6 +38,7 @@ so jit compilation is not counted (images of another shape still compile once on
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import pathlib
@@ -53,6 +50,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from gencomp_jax import metrics as metrics_lib
+from gencomp_jax.codecs import base
 from gencomp_jax.eval import results as results_lib
 
 
@@ -75,20 +73,90 @@ def _as_named_images(images) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def _rate_points(codec) -> list[dict]:
-    fn = getattr(codec, "rate_points", None)
-    if fn is None:
-        return [{}]
-    points = [dict(p) for p in fn()]
+def rate_points(codec, options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The RD points of an evaluation: `codec.rate_points()`, overridden/extended by `options`.
+
+    options: {name: value or list of values} of the codec's declared decode options (strings are
+      parsed with DecodeOption.parse, e.g. from the CLI's `--option realism=0,0.5,1`). Every
+      combination of the given values (cartesian product) is applied to every point of
+      `codec.rate_points()`, replacing the same keys; repeated points are dropped, order kept (the
+      combinations outermost). E.g. UQDM's points {steps: k, reconstruction: r} with
+      {"reconstruction": ["flow"]} become steps 0..T+1 with flow only; a single-rate codec's [{}] with
+      {"realism": [0, 1]} becomes [{"realism": 0.0}, {"realism": 1.0}].
+    Returns checked option dicts (base.check_options); OptionError for an undeclared option or value.
+    """
+    points = [dict(p) for p in codec.rate_points()]
     if not points:
         raise ValueError(f"{type(codec).__name__}.rate_points() returned no points")
-    return points
+    combos: list[dict[str, Any]] = [{}]
+    if options:
+        base.check_options(codec, dict.fromkeys(options), fill_defaults=False)  # undeclared names
+        declared = {o.name: o for o in codec.decode_options}
+        grid = []
+        for key, values in options.items():
+            values = list(values) if isinstance(values, (list, tuple)) else [values]
+            if not values:
+                raise base.OptionError(f"option {key}: no values given")
+            opt = declared[key]
+            grid.append([(key, opt.parse(v) if isinstance(v, str) else opt.check(v)) for v in values])
+        combos = [dict(c) for c in itertools.product(*grid)]
+    out: list[dict[str, Any]] = []
+    for combo in combos:
+        for p in points:
+            point = base.check_options(codec, {**p, **combo}, fill_defaults=False)
+            if point not in out:
+                out.append(point)
+    return out
 
 
-def _point_data(codec, data: bytes, options: Mapping[str, Any]) -> bytes:
-    if options and hasattr(codec, "truncate"):
-        return bytes(codec.truncate(data, **options))
-    return data
+def parse_option_args(pairs: Sequence[str]) -> dict[str, list[str]]:
+    """Command-line option texts ["name=v1,v2", ...] (a repeated --option) -> {name: ["v1", "v2"]}.
+
+    The texts are parsed by `rate_points` with the codec's declared options. OptionError if a text is
+    not NAME=VALUE[,VALUE...] or a name is given twice.
+    """
+    out: dict[str, list[str]] = {}
+    for pair in pairs or ():
+        key, sep, values = str(pair).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise base.OptionError(f"--option {pair!r}: write it as NAME=VALUE, e.g. --option reconstruction=flow")
+        if key in out:
+            raise base.OptionError(f"--option {key} is given twice (list several values as {key}=A,B)")
+        out[key] = [v.strip() for v in values.split(",") if v.strip()]
+    return out
+
+
+def point_bytes(codec, data: bytes, options: Mapping[str, Any]) -> bytes:
+    """The bytes a receiver needs to decode `data` with `options`: the whole file, or
+    `codec.truncate(data, **rate options)` when `options` set a decode option declared `rate=True`."""
+    rate = {o.name for o in codec.decode_options if o.rate}
+    rate_opts = {k: v for k, v in options.items() if k in rate and v is not None}
+    if not rate_opts:
+        return data
+    if not isinstance(codec, base.ProgressiveCodec):
+        raise TypeError(f"{type(codec).__name__} declares the rate option(s) {sorted(rate_opts)} but is not a "
+                        "ProgressiveCodec (no truncate(data, *, steps)); see gencomp_jax/codecs/base.py")
+    return bytes(codec.truncate(data, **rate_opts))
+
+
+def _compress(codec, image) -> tuple[bytes, list[float] | None]:
+    """(file, ideal bits of each segment or None). A progressive codec built on codecs/progressive.py
+    offers compress_with_bits(image) -> (file, step bits) from its one encoding pass; evaluation then
+    needs no second forward pass per rate point for bpp_est."""
+    with_bits = getattr(codec, "compress_with_bits", None)
+    if with_bits is None:
+        return bytes(codec.compress(image)), None
+    data, bits = with_bits(image)
+    return bytes(data), [float(b) for b in bits]
+
+
+def _estimate_bits(codec, image, options: Mapping[str, Any], step_bits: list[float] | None) -> float:
+    """codec.estimate_bits(image, **options), or the sum of the first `steps` step bits when known."""
+    if step_bits is None:
+        return float(codec.estimate_bits(image, **options))
+    steps = options.get("steps")
+    return float(sum(step_bits if steps is None else step_bits[:steps]))
 
 
 def _safe(name: str) -> str:
@@ -107,17 +175,19 @@ def per_image_csv_path(out_json) -> pathlib.Path:
 
 def evaluate_codec(codec, images: Iterable, *, name: str, description: str = "",
                    metrics: Sequence[str] = ("psnr-rgb", "ms-ssim"), realism: Mapping[str, Any] | bool | None = None,
-                   out_json=None, workdir_for_files=None, progress: bool = True, warmup: bool = True) -> dict:
+                   options: Mapping[str, Any] | None = None, out_json=None, workdir_for_files=None,
+                   progress: bool = True, warmup: bool = True) -> dict:
     """Evaluates `codec` on `images` with real files; see the module docstring.
 
     Args:
-      codec: a Codec (codecs/base.py), optionally with rate_points()/truncate().
+      codec: a Codec (codecs/base.py); a ProgressiveCodec's points are measured on truncated files.
       images: list of uint8 [H, W, 3] arrays or of (name, array) pairs (data.load_eval_set's output).
       name, description: stored in the results.
       metrics: per-image metric names (gencomp_jax.metrics.PER_IMAGE).
       realism: None/False = no realism metrics; True or a dict of keyword arguments for
         gencomp_jax.metrics.fid.realism_metrics (e.g. {"features": "inception",
         "inception_weights": path, "patch_size": 256}).
+      options: decode options to sweep, {name: values} (see `rate_points`); None = codec.rate_points().
       out_json: where to write the results JSON (and the per-image CSV beside it); None = not written.
       workdir_for_files: folder that keeps the compressed files (`<image>.gcz`, and `<image>.p<k>.gcz`
         per rate point when truncated); None = a temporary folder deleted afterwards.
@@ -126,6 +196,7 @@ def evaluate_codec(codec, images: Iterable, *, name: str, description: str = "",
     Returns:
       the results dict as written to JSON, plus "per_image": a list of per-image row dicts.
     """
+    points = rate_points(codec, options)
     images = _as_named_images(images)
     metrics = list(metrics)
     for m in metrics:
@@ -138,8 +209,6 @@ def evaluate_codec(codec, images: Iterable, *, name: str, description: str = "",
             raise ValueError(f"ms-ssim needs images of at least {metrics_lib.distortion.MIN_MS_SSIM_SIDE} px per "
                              f"side; too small: {small[:3]}{'...' if len(small) > 3 else ''}. Drop 'ms-ssim' from "
                              "the metrics for this data set.")
-    points = _rate_points(codec)
-    multi = len(points) > 1 or bool(points[0])
 
     tmp = None
     if workdir_for_files is None:
@@ -152,9 +221,9 @@ def evaluate_codec(codec, images: Iterable, *, name: str, description: str = "",
     try:
         if warmup:
             _, first = images[0]
-            data = codec.compress(first)
+            data, _ = _compress(codec, first)
             for opts in points:
-                codec.decompress(_point_data(codec, data, opts), **opts)
+                codec.decompress(point_bytes(codec, data, opts), **opts)
 
         rows: list[dict] = []
         recs: list[list[np.ndarray]] = [[] for _ in points]
@@ -166,12 +235,12 @@ def evaluate_codec(codec, images: Iterable, *, name: str, description: str = "",
         for img_name, image in iterator:
             h, w = image.shape[:2]
             t0 = time.perf_counter()
-            data = bytes(codec.compress(image))
+            data, step_bits = _compress(codec, image)
             enc_time = time.perf_counter() - t0
             path = files_dir / f"{_safe(img_name)}.gcz"
             path.write_bytes(data)
             for k, opts in enumerate(points):
-                pdata = _point_data(codec, data, opts)
+                pdata = point_bytes(codec, data, opts)
                 ppath = path if pdata == data else files_dir / f"{_safe(img_name)}.p{k}.gcz"
                 if ppath != path:
                     ppath.write_bytes(pdata)
@@ -182,7 +251,7 @@ def evaluate_codec(codec, images: Iterable, *, name: str, description: str = "",
                 if rec.shape != image.shape or rec.dtype != np.uint8:
                     raise ValueError(f"{type(codec).__name__}.decompress returned {rec.dtype}{rec.shape} for image "
                                      f"{img_name!r} of shape {image.shape}; it must return uint8 of the input's shape")
-                est = codec.estimate_bits(image, **opts) if multi else codec.estimate_bits(image)
+                est = _estimate_bits(codec, image, opts, step_bits)
                 row = {"image": img_name, "point": k, "options": json.dumps(opts, sort_keys=True),
                        "height": h, "width": w, "bytes": len(from_disk),
                        "bpp": len(from_disk) * 8.0 / (h * w), "bpp_est": float(est) / (h * w),

@@ -1,4 +1,4 @@
-"""Loads a trained codec from a training workdir (config.json + latest checkpoint)."""
+"""Loads a trained codec from a training workdir (config.json + latest checkpoint), and evaluation sets."""
 
 from __future__ import annotations
 
@@ -25,10 +25,8 @@ def load_codec(workdir, *, ema: bool = True, step: int | None = None):
 
 
 def load_eval_set(name_or_path: str, *, limit: int | None = None):
-    """[(name, uint8 [H, W, 3])] of an evaluation set: "kodak" or a folder (gencomp_jax.data.load_eval_set)."""
+    """[(name, uint8 [H, W, 3])] of an evaluation set (gencomp_jax.data.load_eval_set): "kodak",
+    "skimage", "tfds:<name>[:<split>]" or a folder."""
     from gencomp_jax import data
 
-    fn = getattr(data, "load_eval_set", None)
-    if fn is None:  # until gencomp_jax.data re-exports it
-        from gencomp_jax.data.pipeline import load_eval_set as fn
-    return fn(name_or_path, limit=limit)
+    return data.load_eval_set(name_or_path, limit=limit)

@@ -19,11 +19,12 @@ from typing import Any, Mapping, Sequence
 def evaluate_sweep(workdirs: Sequence, *, out_json, name: str | None = None, description: str = "",
                    dataset: str = "kodak", images=None, limit: int | None = None,
                    metrics: Sequence[str] = ("psnr-rgb", "ms-ssim"), realism: Mapping[str, Any] | bool | None = None,
-                   plot_path=None, reference: str | None = None, compare_with: Sequence = (),
-                   progress: bool = True) -> dict:
+                   options: Mapping[str, Any] | None = None, plot_path=None, reference: str | None = None,
+                   compare_with: Sequence = (), progress: bool = True) -> dict:
     """Evaluates every workdir, writes per-workdir and merged results (and a plot); returns the merged dict.
 
     images: preloaded [(name, uint8 HWC)] (default: loading.load_eval_set(dataset, limit=limit)).
+    options: decode options to sweep in every workdir (evaluate.rate_points), None = the codec's points.
     compare_with: results JSON paths to draw in the same plot (e.g. a baseline).
     The returned dict has an extra key "runs": {workdir: results dict}.
     """
@@ -41,7 +42,8 @@ def evaluate_sweep(workdirs: Sequence, *, out_json, name: str | None = None, des
         codec = loading.load_codec(wd)
         run_json = out_json.with_name(f"{out_json.stem}_{wd.resolve().name}.json")
         res = evaluate.evaluate_codec(codec, images, name=f"{name}/{wd.name}", description=f"{wd} on {dataset}",
-                                      metrics=metrics, realism=realism, out_json=run_json, progress=progress)
+                                      metrics=metrics, realism=realism, options=options, out_json=run_json,
+                                      progress=progress)
         res.pop("per_image", None)
         runs[str(wd)] = res
     merged = results.merge_results(list(runs.values()), name=name,

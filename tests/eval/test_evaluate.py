@@ -66,6 +66,26 @@ def test_plain_codec_single_point():
     assert set(r) == {"bpp", "bpp_est", "psnr-rgb", "encoding_time", "decoding_time"}
 
 
+def test_compress_with_bits_gives_bpp_est_without_a_second_pass():
+    """A progressive codec's step bits from its one encoding pass give bpp_est of every point (steps=k:
+    the first k), equal to what estimate_bits computes; options override the codec's rate points."""
+    class WithBits(BitplaneCodec):
+        def compress_with_bits(self, image):
+            return self.compress(image), [8.0 * len(s) for s in self._segments(image)]
+
+        def estimate_bits(self, image, **options):
+            raise AssertionError("evaluation must use the step bits of compress_with_bits")
+
+    images = _images(n=2)
+    kw = dict(name="b", metrics=("psnr-rgb",), options={"steps": [0, 2, 3]}, progress=False)
+    res = ev.evaluate_codec(WithBits(planes=3), images, **kw)
+    ref = ev.evaluate_codec(BitplaneCodec(planes=3), images, **kw)
+    assert res["rate_points"] == [{"steps": 0}, {"steps": 2}, {"steps": 3}]
+    assert res["results"]["bpp_est"] == pytest.approx(ref["results"]["bpp_est"], rel=1e-12)
+    assert res["results"]["bpp_est"][0] == 0 < res["results"]["bpp_est"][1] < res["results"]["bpp_est"][2]
+    assert res["results"]["bpp"] == ref["results"]["bpp"]
+
+
 def test_realism_plumbing(monkeypatch):
     from gencomp_jax.metrics import fid
 
