@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 
-from gencomp_jax.codecs import bitstream
+from gencomp_jax import registry
+from gencomp_jax.codecs import base, bitstream
 from gencomp_jax.codecs.bitstream import BitstreamError, Header, pack, unpack
 
 HASH = bytes(range(8))
+registry.discover()  # the built-in codecs' ids (a file names its codec by the id it registered)
 
 
 def _header(**kw):
@@ -30,11 +32,19 @@ def test_round_trip_exact(seed, meta):
     assert bitstream.peek(data) == header
 
 
+def test_codec_ids_come_from_the_registration():
+    assert base.codec_id("hyperprior") == 1 and base.codec_id("uqdm") == 2
+    for name in ("hyperprior", "uqdm"):
+        data = pack(_header(codec=name), [])
+        assert data[5] == base.codec_id(name) and bitstream.peek(data).codec == name
+
+
 def test_overhead_is_small():
     segs = _segments()
     data = pack(_header(), segs)
     overhead = len(data) - sum(map(len, segs))
     assert overhead == 23 + (2 + 4) + (1 + 4)  # header + framing of a 1200- and a 90-byte segment
+    assert [bitstream.framed_size(s) for s in segs] == [2 + 4 + 1200, 1 + 4 + 90]
     assert len(pack(_header(image_shape=(1, 1, 3)), [])) == 4 + 3 + 8 + 3 + 1 + 2
 
 
@@ -94,7 +104,7 @@ def test_corruption_detected_at_every_byte():
 
 
 def test_pack_rejects_bad_headers():
-    with pytest.raises(ValueError, match="Unknown codec"):
+    with pytest.raises(base.RegistryError, match="unknown codec 'jpeg'"):
         pack(_header(codec="jpeg"), [])
     with pytest.raises(ValueError, match="8 bytes"):
         pack(_header(params_hash=b"abc"), [])
