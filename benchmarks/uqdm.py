@@ -62,7 +62,7 @@ def main(argv=None):
     res = {"machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
                        "platform": platform.platform(), "load_average_at_start": os.getloadavg(),
                        "jax": jax.__version__},
-           "config": args.config_arg, "num_params": count_params(params), "T": int(cfg.model.num_steps),
+           "config": args.config_arg, "num_params": count_params(params), "T": int(cfg.model.diffusion_steps),
            "learned_scale": bool(cfg.model.learned_scale), "trained_params": bool(args.params)}
     codec = C.make_codec(cfg, params)
     kodak = load_kodak(limit=1)[0][1]

@@ -8,11 +8,11 @@ Presets (comma-separated, big_vision style):
                   parameters, embedding 32, 1 block; "small": 2.24 M, embedding 64, 8 blocks).
   cifar10         GPU: TFDS cifar10 (32x32), batch 128, small network, 500k steps.
   imagenet64      GPU: TFDS imagenet_resized/64x64, batch 64, small network, 500k steps, 64 tiles.
-  steps=T         number of diffusion steps (default 4).
+  diffusion_steps=T   number of diffusion steps T (default 4; = step segments of a file).
   family=logistic|gaussian      base density g of the reverse kernels.
   base=forward_kernel|posterior base std of g (reference code / paper text).
   learned_scale=True|False      learned per-element scale factor of g.
-  num_steps=N     training steps.
+  steps=N         training steps (train.num_steps), as in configs/vdm.py.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from gencomp_jax.models.uqdm import default_model_config
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, runlocal=False, net="", cifar10=False, imagenet64=False, steps=4, family="logistic",
-                  base="forward_kernel", learned_scale=True, num_steps=0)
+    a = parse_arg(arg, runlocal=False, net="", cifar10=False, imagenet64=False, diffusion_steps=4,
+                  family="logistic", base="forward_kernel", learned_scale=True, steps=0)
     c = base_config()
     c.method = "uqdm"
     c.model = default_model_config()
-    c.model.num_steps = int(a.steps)
+    c.model.diffusion_steps = int(a.diffusion_steps)
     c.model.family = a.family
     c.model.base_scale = a.base
     c.model.learned_scale = bool(a.learned_scale)
@@ -91,7 +91,7 @@ def get_config(arg=None):
         net = a.net
     if net not in ("tiny", "small"):
         raise ValueError(f"net={net!r}: use 'tiny' or 'small' (the UQDM reference presets).")
-    c.model.unet = {"arch": "vdm_unet", "preset": net}
-    if a.num_steps:
-        c.train.num_steps = int(a.num_steps)
+    c.model.net = {"arch": "vdm_unet", "preset": net}
+    if a.steps:
+        c.train.num_steps = int(a.steps)
     return c

@@ -36,6 +36,7 @@ def main(argv=None):
     import jax
     import jax.numpy as jnp
     from gencomp_jax.codecs import bitstream
+    from gencomp_jax.data.images import to_model
     from gencomp_jax.eval.loading import load_eval_set
     from uqdm_rd import load_codec
 
@@ -46,8 +47,8 @@ def main(argv=None):
               for _, im in load_eval_set("kodak", limit=args.limit)]
     # NELBO terms: tiles of the crops, as the codec sees them
     tile = codec.tile
-    tiles = np.concatenate([codec._layout(im.shape).to_tiles(im) for im in images])
-    x = jnp.asarray(tiles, jnp.float32) / 127.5 - 1.0
+    tiles = np.concatenate([codec.layout(im.shape).to_tiles(codec.layout(im.shape).pad(im)) for im in images])
+    x = to_model(tiles, grid=codec.grid)
     f = jax.jit(lambda p, k, src: model.apply(p, x, k, False, src), static_argnums=2)
     out = {}
     for src in ("posterior", "prior"):

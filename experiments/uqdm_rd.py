@@ -38,7 +38,7 @@ class _Points:
         self.name = codec.name
 
     def rate_points(self):
-        return [p for p in self._codec.rate_points(reconstructions=(self._r,)) if p["steps"] <= self._codec.T]
+        return [p for p in self._codec.rate_points(reconstruction=(self._r,)) if p["steps"] <= self._codec.T]
 
     def __getattr__(self, item):
         return getattr(self._codec, item)

@@ -25,7 +25,9 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from gencomp_jax.data import images
 from gencomp_jax.diffusion import process
 from gencomp_jax.diffusion.schedules import AlphaSigmaFn, alpha_sigma_from_gamma, flow_alpha_sigma
 
@@ -55,76 +57,118 @@ def sample_times(rng, batch: int, *, antithetic: bool = True) -> jnp.ndarray:
 # ----------------------------------------------------------------------------------------------------
 # terms of the variational bound
 
-def data_grid(num_levels: int = 256) -> jnp.ndarray:
-    """The values the data can take: k / ((num_levels - 1) / 2) - 1, k = 0..num_levels-1 (float [K])."""
-    return jnp.arange(num_levels, dtype=jnp.float32) / ((num_levels - 1) / 2.0) - 1.0
+# The discretized data likelihood p(x | z_0) over the 256 levels of 8-bit data (one implementation, used by
+# the VDM/DDPM bounds, the UQDM loss and the UQDM codec's X_0 tables):
+#     p(x = x_k | z_0) proportional to N(z_0; alpha_0 x_k, sigma_0^2),  x_k = data.grid_values(grid=)[k],
+# i.e. logits_k = -(z_0 - alpha_0 x_k)^2 / (2 sigma_0^2) = -exp(-gamma_0) (z_0 / alpha_0 - x_k)^2 / 2.
+# `discrete_data_logits` / `discrete_data_log_probs` give the whole distribution (entropy-coding tables),
+# `discrete_data_argmax` its mode, `discrete_data_nll` -log p(x | z_0) without storing the [..., 256] logits
+# (training). tests/diffusion/test_diffusion_losses.py checks the three against each other.
+
+_NUM_LEVELS = 256
 
 
-def discrete_data_nll(x, z0, alpha0, sigma0, *, num_levels: int = 256):
+def discrete_data_logits(z0, gamma0, *, grid: str = images.DEFAULT_GRID):
+    """Logits of p(x | z_0) over the 256 grid values: z0 [...], gamma0 (log-SNR at t=0) broadcastable -> [..., 256].
+
+    logits_k = -exp(-gamma0) (z0 / alpha0 - x_k)^2 / 2 with alpha0 = sqrt(sigmoid(-gamma0)) (unnormalised;
+    `discrete_data_log_probs` normalises). Entropy coders build their tables from these numbers, so the
+    formula is part of the UQDM file format: do not rewrite it.
+    """
+    alpha0, _ = alpha_sigma_from_gamma(gamma0)
+    precision = jnp.exp(-gamma0)                   # alpha0^2 / sigma0^2
+    if jnp.ndim(precision):
+        precision = precision[..., None]
+    d = (z0 / alpha0)[..., None] - images.grid_values(grid=grid)
+    return -0.5 * precision * d * d
+
+
+def discrete_data_log_probs(z0, gamma0, *, grid: str = images.DEFAULT_GRID):
+    """log p(x = x_k | z_0) for every level k (nats): [...] -> [..., 256], normalised."""
+    return jax.nn.log_softmax(discrete_data_logits(z0, gamma0, grid=grid), axis=-1)
+
+
+def discrete_data_argmax(z0, gamma0, *, grid: str = images.DEFAULT_GRID):
+    """Mode of p(x | z_0): the level nearest to z0 / alpha0 (int32 [...] in [0, 255])."""
+    alpha0, _ = alpha_sigma_from_gamma(gamma0)
+    return images.grid_index(z0 / alpha0, grid=grid)
+
+
+def discrete_data_nll(x, z0, alpha0, sigma0, *, num_levels: int = _NUM_LEVELS, grid: str = images.DEFAULT_GRID):
     """-log p(x | z_0) elementwise (nats), p(x = v | z_0) proportional to N(z_0; alpha0 v, sigma0^2) over the grid.
 
-    A normalised distribution over the `num_levels` grid values per dimension, so the ELBO built with it
-    bounds -log P(x) of the discrete data. x, z0: [B, ...]; alpha0, sigma0 broadcastable.
-    Differentiable in z0, alpha0 and sigma0 (x is data: zero gradient).
+    A normalised distribution over the 256 values of `grid` (data.grid_values) per dimension, so the ELBO built
+    with it bounds -log P(x) of the discrete data. x (model space, snapped to the grid), z0: [B, ...]; alpha0,
+    sigma0 broadcastable. Differentiable in z0, alpha0 and sigma0 (x is data: zero gradient).
 
     Computed as logsumexp_v(l_v) - l_x, l_v = -(z0 - alpha0 v)^2 / (2 sigma0^2), stabilised by l at the grid point
     nearest z0 / alpha0 (the maximum), with a hand-written VJP whose residuals are per-element expectations under
-    p(v | z_0), so the [..., num_levels] logits are never stored. When sigma0 / alpha0 is small (log-SNR gamma_0
+    p(v | z_0), so the [..., 256] logits are never stored. When sigma0 / alpha0 is small (log-SNR gamma_0
     below about -9.4, as in trained VDMs) only the 2 * 16 + 1 grid values around the maximum are summed: every
     value left out has exp(l_v - max) < 1e-45, which is exactly 0 in float32, so the result is the same.
     """
+    if num_levels != _NUM_LEVELS:
+        raise ValueError(f"discrete data has 256 levels (8-bit images), got num_levels={num_levels}")
+    _grid_step(grid)  # checks the grid name
     shape = jnp.broadcast_shapes(jnp.shape(x), jnp.shape(z0), jnp.shape(alpha0), jnp.shape(sigma0))
     args = (jnp.broadcast_to(jnp.asarray(v, jnp.float32), shape) for v in (x, z0, alpha0, sigma0))
-    return _discrete_nll(*args, num_levels)
+    return _discrete_nll(*args, grid)
 
 
 _NLL_WINDOW = 16
 
 
-def _discrete_nll_stats(x, z0, a0, s0, num_levels, window):
+@functools.lru_cache(maxsize=None)
+def _grid_step(grid: str) -> float:
+    """Spacing of the levels of `grid` (a Python float, also while tracing)."""
+    with jax.ensure_compile_time_eval():
+        g = np.asarray(images.grid_values(grid=grid), np.float64)
+    return float(g[1] - g[0])
+
+
+def _discrete_nll_stats(x, z0, a0, s0, grid, window):
     """(x on the grid, u_x, max logit, sum e, E[u], E[u^2], E[u v]) with e_v = exp(l_v - max), u_v = (z0 - a0 v) / s0,
     summing over all grid values (window=None) or the 2 window + 1 nearest to z0 / a0."""
-    half = (num_levels - 1) / 2.0
-    xk = jnp.clip(jnp.round((x + 1.0) * half), 0, num_levels - 1) / half - 1.0        # x snapped to the grid
-    jstar = jnp.clip(jnp.round((z0 / a0 + 1.0) * half), 0, num_levels - 1)              # argmax of the logits
+    xk = images.to_model(images.grid_index(x, grid=grid), grid=grid)               # x snapped to the grid
+    jstar = images.grid_index(z0 / a0, grid=grid)                                   # argmax of the logits
     uk = (z0 - a0 * xk) / s0
-    m = -0.5 * jnp.square((z0 - a0 * (jstar / half - 1.0)) / s0)
+    m = -0.5 * jnp.square((z0 - a0 * images.to_model(jstar, grid=grid)) / s0)
     if window is None:
-        grid, valid = data_grid(num_levels), None
+        values, valid = images.grid_values(grid=grid), None
     else:
-        idx = jstar[..., None] + jnp.arange(-window, window + 1, dtype=jnp.float32)
-        valid = (idx >= 0) & (idx <= num_levels - 1)
-        grid = idx / half - 1.0
-    u = (z0[..., None] - a0[..., None] * grid) / s0[..., None]
+        idx = jstar[..., None] + jnp.arange(-window, window + 1, dtype=jnp.int32)
+        valid = (idx >= 0) & (idx <= _NUM_LEVELS - 1)
+        values = images.to_model(idx, grid=grid)
+    u = (z0[..., None] - a0[..., None] * values) / s0[..., None]
     e = jnp.exp(-0.5 * jnp.square(u) - m[..., None])
     if valid is not None:
         e = jnp.where(valid, e, 0.0)
     eu = e * u
     s_0 = jnp.sum(e, -1)
-    return xk, uk, m, s_0, jnp.sum(eu, -1) / s_0, jnp.sum(eu * u, -1) / s_0, jnp.sum(eu * grid, -1) / s_0
+    return xk, uk, m, s_0, jnp.sum(eu, -1) / s_0, jnp.sum(eu * u, -1) / s_0, jnp.sum(eu * values, -1) / s_0
 
 
-def _discrete_nll_fwd(x, z0, a0, s0, num_levels):
-    # grid spacing in u units: delta = a0 (2 / (L - 1)) / s0; a value d >= 1 steps away from the maximum has
+def _discrete_nll_fwd(x, z0, a0, s0, grid):
+    # grid spacing in u units: delta = a0 step / s0; a value d >= 1 steps away from the maximum has
     # l_v - max <= -delta^2 d (d - 1) / 2, so values beyond the window are < exp(-104) = 0 in float32 when
     # delta^2 W (W + 1) >= 208.
     w = _NLL_WINDOW
-    delta = jnp.min(a0 / s0) * (2.0 / (num_levels - 1))
-    use_window = (w < num_levels - 1) & (delta * delta * (w * (w + 1)) >= 208.0)
+    delta = jnp.min(a0 / s0) * _grid_step(grid)
+    use_window = delta * delta * (w * (w + 1)) >= 208.0
     stats = jax.lax.cond(use_window,
-                         lambda *a: _discrete_nll_stats(*a, num_levels, w),
-                         lambda *a: _discrete_nll_stats(*a, num_levels, None), x, z0, a0, s0)
+                         lambda *a: _discrete_nll_stats(*a, grid, w),
+                         lambda *a: _discrete_nll_stats(*a, grid, None), x, z0, a0, s0)
     xk, uk, m, s_0, mean_u, mean_u2, mean_ug = stats
     out = m + jnp.log(s_0) + 0.5 * jnp.square(uk)
     return out, (x, xk, uk, s0, mean_u, mean_u2, mean_ug)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _discrete_nll(x, z0, a0, s0, num_levels):
-    return _discrete_nll_fwd(x, z0, a0, s0, num_levels)[0]
+def _discrete_nll(x, z0, a0, s0, grid):
+    return _discrete_nll_fwd(x, z0, a0, s0, grid)[0]
 
 
-def _discrete_nll_bwd(num_levels, res, g):
+def _discrete_nll_bwd(grid, res, g):
     # l_v = -u_v^2 / 2 with u_v = (z0 - a0 v) / s0;  d nll = E_p[d l_v] - d l_x
     x, xk, uk, s0, mean_u, mean_u2, mean_ug = res
     g = g / s0

@@ -20,8 +20,8 @@ Reverse process: p(z_s | z_t) = g(. - mu_P) * U(-Delta/2, Delta/2), g logistic (
   std(g) = base * softplus-factor from the UNet's extra output channels (initialised to 1), with
   base = sigma_t sqrt(e) ("forward_kernel", the reference code's default) or sigma_s sqrt(e)
   ("posterior", the paper's text).
-X_0: discretized p(x | z_0) over the 256 values k / 127.5 - 1 (VDM's likelihood:
-  logits_k = -exp(-gamma_0) (z_0 / alpha_0 - x_k)^2 / 2).
+X_0: discretized p(x | z_0) over the 256 levels of the data grid (VDM's likelihood, the one implementation
+  in diffusion/losses.py: `discrete_data_nll` in the loss, `discrete_data_log_probs` / `_argmax` in the codec).
 
 Rates: KL(U(mu_Q, Delta) || p) = -log Delta - E log p(z_s), and -log Delta - log p(z_s) is exactly
 minus the log-mass of g on the width-Delta bin centred at z_s; that mass is what dithered
@@ -42,20 +42,19 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from gencomp_jax.diffusion import schedules
+from gencomp_jax.diffusion import losses, schedules
 from gencomp_jax.entropy import densities
 from gencomp_jax.models import unet as unet_lib
 
 FAMILIES = ("logistic", "gaussian")
 BASE_SCALES = ("forward_kernel", "posterior")
-RECONSTRUCTIONS = ("denoise", "ancestral", "flow")
 _LN2 = math.log(2.0)
 
 
 def default_model_config() -> ml_collections.ConfigDict:
     """config.model for method "uqdm" (see configs/uqdm.py for presets)."""
     m = ml_collections.ConfigDict()
-    m.num_steps = 4                    # T
+    m.diffusion_steps = 4              # T, the number of diffusion steps (= step segments of a file)
     m.family = "logistic"              # g: "logistic" | "gaussian"
     m.base_scale = "forward_kernel"    # "forward_kernel" (reference code) | "posterior" (paper text)
     m.learned_scale = True             # per-element scale factor from doubled UNet outputs
@@ -67,19 +66,43 @@ def default_model_config() -> ml_collections.ConfigDict:
     # z_T ~ N(0, I) at zero rate, exactly the codec's path (the loss is then the expected file size).
     m.z_T_source = "posterior"
     # network: models/unet.make_unet config (arch "vdm_unet" = the reference's single-resolution net)
-    m.unet = ml_collections.ConfigDict({"arch": "vdm_unet", "preset": "tiny"})
+    m.net = ml_collections.ConfigDict({"arch": "vdm_unet", "preset": "tiny"})
     m.tile_size = 32                   # codec: images are padded and split into tiles of this size
     m.tile_batch = 1                   # codec: the network always runs on this many tiles at once
     return m
 
 
+# Config keys renamed after 44b2816 (issue 10): old -> new. Workdirs written before keep their config.json;
+# `model_config` maps the old names when a model config is read (make_method / make_codec / initial_params),
+# and is the only place that knows them.
+_RENAMED_KEYS = {"num_steps": "diffusion_steps", "unet": "net"}
+
+
+def model_config(m) -> ml_collections.ConfigDict:
+    """config.model with pre-rename keys (`num_steps` = T, `unet` = the network) mapped to today's
+    (`diffusion_steps`, `net`); a copy, the argument is not changed. Both an old and a new key is an error."""
+    m = ml_collections.ConfigDict(m.to_dict() if hasattr(m, "to_dict") else dict(m))
+    for old, new in _RENAMED_KEYS.items():
+        if old in m:
+            if new in m:
+                raise ValueError(f"config.model has both {old!r} (old name) and {new!r}; keep only {new!r}.")
+            value = m[old]
+            del m[old]
+            m[new] = value
+    return m
+
+
 def _check_model_config(m) -> None:
+    stale = [k for k in _RENAMED_KEYS if k in m]
+    if stale:
+        raise ValueError(f"config.model uses the old key(s) {stale}: pass it through "
+                         f"gencomp_jax.models.uqdm.model_config() (renamed: {_RENAMED_KEYS}).")
     if m.family not in FAMILIES:
         raise ValueError(f"config.model.family={m.family!r}; use one of {FAMILIES}.")
     if m.base_scale not in BASE_SCALES:
         raise ValueError(f"config.model.base_scale={m.base_scale!r}; use one of {BASE_SCALES}.")
-    if int(m.num_steps) < 1:
-        raise ValueError(f"config.model.num_steps must be >= 1, got {m.num_steps}.")
+    if int(m.diffusion_steps) < 1:
+        raise ValueError(f"config.model.diffusion_steps must be >= 1, got {m.diffusion_steps}.")
     if not m.gamma_max > m.gamma_min:
         raise ValueError("config.model.gamma_max must exceed gamma_min (SNR decreases in time).")
 
@@ -111,46 +134,10 @@ def std_to_scale(family: str, std):
     return std * (math.sqrt(3.0) / math.pi) if family == "logistic" else std
 
 
-def scale_to_std(family: str, scale):
-    return scale * (math.pi / math.sqrt(3.0)) if family == "logistic" else scale
-
-
 def step_rate_nats(family: str, z_s, loc, scale, width):
     """-log mass of g(loc, scale) on [z_s - width/2, z_s + width/2] (= -log Delta - log p(z_s)), nats."""
     p = densities.bin_probability(family, loc, scale, z_s - 0.5 * width, z_s + 0.5 * width)
     return -jnp.log(p)
-
-
-def x_grid_index(x):
-    """float x in [-1, 1] (k / 127.5 - 1 grid) -> int32 k in [0, 255]."""
-    return jnp.clip(jnp.round((x + 1.0) * 127.5), 0, 255).astype(jnp.int32)
-
-
-def x0_logits(z_0, gamma_0):
-    """Logits of p(x | z_0) over the 256 values x_k = k / 127.5 - 1: z_0 [...] -> [..., 256]."""
-    alpha_0, _ = schedules.alpha_sigma_from_gamma(gamma_0)
-    xk = jnp.arange(256, dtype=jnp.float32) / 127.5 - 1.0
-    d = (z_0 / alpha_0)[..., None] - xk
-    return -0.5 * jnp.exp(-gamma_0) * d * d
-
-
-def x0_log_prob(z_0, x_int, gamma_0):
-    """log p(x = x_int | z_0) (nats), elementwise."""
-    logp = jax.nn.log_softmax(x0_logits(z_0, gamma_0), axis=-1)
-    return jnp.take_along_axis(logp, x_int[..., None].astype(jnp.int32), axis=-1)[..., 0]
-
-
-def x0_argmax(z_0, gamma_0):
-    """Mode of p(x | z_0): the grid value nearest to z_0 / alpha_0 (int32 in [0, 255])."""
-    alpha_0, _ = schedules.alpha_sigma_from_gamma(gamma_0)
-    return x_grid_index(z_0 / alpha_0)
-
-
-def gaussian_prior_kl(x, gamma_T):
-    """KL(N(alpha_T x, sigma_T^2) || N(0, 1)) elementwise, nats."""
-    alpha, sigma = schedules.alpha_sigma_from_gamma(gamma_T)
-    var = sigma * sigma
-    return 0.5 * (alpha * alpha * x * x + var - 1.0 - jnp.log(var))
 
 
 def sample_family(family: str, rng, shape):
@@ -165,7 +152,7 @@ def sample_family(family: str, rng, shape):
 
 
 def _make_unet(model_cfg):
-    cfg = dict(model_cfg.unet)
+    cfg = dict(model_cfg.net)
     cfg["double_output"] = bool(model_cfg.learned_scale)
     return unet_lib.make_unet(cfg)
 
@@ -197,11 +184,11 @@ class UQDM(nn.Module):
         return g
 
     def gammas(self):
-        return self.gamma(jnp.asarray(time_grid(int(self.cfg.num_steps)), jnp.float32))
+        return self.gamma(jnp.asarray(time_grid(int(self.cfg.diffusion_steps)), jnp.float32))
 
     def _step_gammas(self, i):
         """(gamma(t_i), gamma(t_{i+1})); i may be a Python int or a traced int32 scalar."""
-        times = jnp.asarray(time_grid(int(self.cfg.num_steps)), jnp.float32)
+        times = jnp.asarray(time_grid(int(self.cfg.diffusion_steps)), jnp.float32)
         return self.gamma(times[i]), self.gamma(times[i + 1])
 
     # -- network ----------------------------------------------------------------------------------
@@ -253,7 +240,7 @@ class UQDM(nn.Module):
         return p["loc"] + p["scale"] * g + p["width"] * (u - 0.5)
 
     def __call__(self, x, rng, train: bool = False, z_T_source: str | None = None):
-        """Per-example NELBO terms in nats for x float32 [B, H, W, 3] on the k/127.5 - 1 grid.
+        """Per-example NELBO terms in nats for x float32 [B, H, W, 3] on the data grid (data.to_model).
 
         Returns dict: prior [B], steps [T, B], recon [B]. One Monte-Carlo sample of each step
         (z_T ~ q(z_T | x) or N(0, I), see `z_T_source` (default config.model.z_T_source);
@@ -264,14 +251,13 @@ class UQDM(nn.Module):
         z_T_source = z_T_source or c.get("z_T_source", "posterior")
         if z_T_source not in ("posterior", "prior"):
             raise ValueError(f"z_T_source={z_T_source!r}; use 'posterior' or 'prior'.")
-        T = int(c.num_steps)
+        T = int(c.diffusion_steps)
         gam = self.gammas()
-        x_int = x_grid_index(x)
         rngs = jax.random.split(rng, T + 1)
         alpha_T, sigma_T = schedules.alpha_sigma_from_gamma(gam[0])
         if z_T_source == "posterior":
             z = alpha_T * x + sigma_T * jax.random.normal(rngs[0], x.shape)
-            prior = jnp.sum(gaussian_prior_kl(x, gam[0]), axis=(1, 2, 3))
+            prior = jnp.sum(losses.prior_kl(x, alpha_T, sigma_T), axis=(1, 2, 3))
         else:
             z = jax.random.normal(rngs[0], x.shape)
             prior = jnp.zeros(x.shape[:1], jnp.float32)
@@ -283,7 +269,8 @@ class UQDM(nn.Module):
             steps.append(jnp.sum(step_rate_nats(c.family, z_s, p["loc"], p["scale"], p["width"]),
                                  axis=(1, 2, 3)))
             z = z_s
-        recon = -jnp.sum(x0_log_prob(z, x_int, gam[T]), axis=(1, 2, 3))
+        alpha_0, sigma_0 = schedules.alpha_sigma_from_gamma(gam[T])
+        recon = jnp.sum(losses.discrete_data_nll(x, z, alpha_0, sigma_0), axis=(1, 2, 3))
         return dict(prior=prior, steps=jnp.stack(steps), recon=recon)
 
 

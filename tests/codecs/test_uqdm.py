@@ -17,12 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gencomp_jax.codecs import bitstream
+from PIL import Image
+
+from gencomp_jax.channel import randomness
+from gencomp_jax.codecs import bitstream, progressive
 from gencomp_jax.config_utils import load_config
 from gencomp_jax.codecs import uqdm as C
 from gencomp_jax.models import uqdm as M
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+GOLDEN = REPO / "tests" / "golden"
 T = 4
 
 
@@ -71,7 +75,7 @@ def test_progressive_prefixes(setup):
     _, _, codec = setup
     img = _images()[2, :32, :32]
     data = codec.compress(img)
-    sizes = C.segment_sizes(data)
+    sizes = progressive.segment_sizes(data)
     header = len(data) - sum(sizes)
     assert header < 40
     psnr = []
@@ -178,8 +182,8 @@ def test_bit_exact_across_processes_and_batches(setup, tmp_path):
     assert codec.compress(img) == data
     # at the canonical shape, a tile's network output depends neither on its position in the chunk
     # nor on the other tiles (so tiles of any image size are coded identically on both sides)
-    lay = codec._layout((64, 64, 3))
-    z = codec._z_T(codec._shared(5), lay)
+    lay = codec.layout((64, 64, 3))
+    z = randomness.SharedRandomness(5).normal(progressive.PATH_PRIOR, lay.tiles_shape)
     together = codec._net_reverse(z, 1, 4)[0]                    # 4 tiles in one call
     alone = jnp.concatenate([codec._net_reverse(z[j:j + 1], 1, 4)[0] for j in range(4)])  # + 3 zero tiles
     np.testing.assert_array_equal(together, alone)
@@ -196,3 +200,27 @@ def test_bit_exact_across_processes_and_batches(setup, tmp_path):
     assert bytes.fromhex(child["data"]) == data
     for got, (k, r) in zip(child["rec"], [(2, "denoise"), (1, "ancestral"), (1, "flow")]):
         np.testing.assert_array_equal(np.array(got, np.uint8), codec.decompress(data, steps=k, reconstruction=r))
+
+
+def _golden_codec():
+    """The codec of tests/golden/make_uqdm_golden.py, built from its config.json (old key names)."""
+    import ml_collections
+
+    cfg = ml_collections.ConfigDict(json.loads((GOLDEN / "uqdm_config.json").read_text()))
+    assert "num_steps" in cfg.model and "unet" in cfg.model            # written with the old names
+    params = flax.serialization.from_bytes(C.initial_params(cfg), (GOLDEN / "uqdm_params.msgpack").read_bytes())
+    return C.make_codec(cfg, params)
+
+
+def test_golden_file_of_44b2816_decodes_identically():
+    """A file written by the code of commit 44b2816 (tests/golden/make_uqdm_golden.py) decodes to the same
+    images at every stored (steps, reconstruction), and today's compress writes the same bytes."""
+    codec = _golden_codec()
+    data = (GOLDEN / "uqdm_golden.gcz").read_bytes()
+    img = np.asarray(Image.open(GOLDEN / "uqdm_image.png"))
+    for png in sorted(GOLDEN.glob("uqdm_steps*_*.png")):
+        k, r = png.stem[len("uqdm_steps"):].split("_")
+        ref = np.asarray(Image.open(png))
+        np.testing.assert_array_equal(codec.decompress(data, steps=int(k), reconstruction=r), ref, err_msg=png.name)
+    np.testing.assert_array_equal(codec.decompress(data), img)          # lossless
+    assert codec.compress(img) == data

@@ -228,3 +228,85 @@ def test_schedules():
     np.testing.assert_allclose(lin.apply(p, t), schedules.linear_gamma(t), atol=1e-5)
     with pytest.raises(ValueError, match="Unknown schedule"):
         schedules.get_alpha_sigma("sqrt")
+
+
+# -- the discretized data likelihood p(x | z_0): one implementation, checked against float64 numpy -------
+
+
+def _reference_log_probs(z0, gamma0, grid):
+    """log p(x = v_k | z_0) in float64 numpy, written from the definition p_k ∝ N(z_0; alpha_0 v_k, sigma_0^2)."""
+    from scipy.special import logsumexp
+
+    a0 = math.sqrt(1.0 / (1.0 + math.exp(gamma0)))
+    s0 = math.sqrt(1.0 / (1.0 + math.exp(-gamma0)))
+    k = np.arange(256, dtype=np.float64)
+    v = k / 127.5 - 1.0 if grid == "edge" else 2.0 * (k + 0.5) / 256.0 - 1.0
+    logits = -0.5 * ((np.asarray(z0, np.float64)[..., None] - a0 * v) / s0) ** 2
+    return logits - logsumexp(logits, axis=-1, keepdims=True), a0, s0, v
+
+
+@pytest.mark.parametrize("grid", ["edge", "center"])
+@pytest.mark.parametrize("gamma0", [-13.3, -9.0, -5.0])   # windowed nll path (-13.3) and the full sum
+def test_discrete_data_likelihood_matches_definition(grid, gamma0):
+    rng = np.random.default_rng(0)
+    x_int = rng.integers(0, 256, 600)
+    ref0, a0, s0, v = _reference_log_probs(np.zeros(1), gamma0, grid)
+    z0 = a0 * v[x_int] + s0 * rng.normal(size=600) * rng.choice([0.3, 1.0, 3.0], 600)   # near and far
+    ref, *_ = _reference_log_probs(z0, gamma0, grid)
+    x = jnp.asarray(v[x_int], jnp.float32)
+    z0j = jnp.asarray(z0, jnp.float32)
+    g = jnp.float32(gamma0)
+    lp = np.asarray(losses.discrete_data_log_probs(z0j, g, grid=grid), np.float64)
+    # the logits' gamma form (the UQDM file format) loses ~exp(-gamma0) * ulp: 1e-3 nats at gamma0 = -13.3
+    np.testing.assert_allclose(lp[np.arange(600), x_int], ref[np.arange(600), x_int], rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(np.exp(lp).sum(-1), 1.0, atol=1e-5)
+    nll = jax.jit(lambda *a: losses.discrete_data_nll(*a, grid=grid))(x, z0j, jnp.float32(a0), jnp.float32(s0))
+    np.testing.assert_allclose(nll, -ref[np.arange(600), x_int], rtol=2e-4, atol=2e-4)
+    mode = np.asarray(losses.discrete_data_argmax(z0j, g, grid=grid))
+    ref_mode = np.argmax(ref, -1)
+    assert np.mean(mode == ref_mode) > 0.99 and np.all(np.abs(mode - ref_mode) <= 1)   # ties at float32
+
+
+def test_discrete_data_nll_gradient_matches_autodiff_of_log_probs():
+    """The hand-written VJP of discrete_data_nll (windowed) vs autodiff through the full log-softmax."""
+    rng = np.random.default_rng(1)
+    x_int = rng.integers(0, 256, 64)
+    gamma0 = -10.0
+    _, a0, s0, v = _reference_log_probs(np.zeros(1), gamma0, "edge")
+    x = jnp.asarray(v[x_int], jnp.float32)
+    z0 = jnp.asarray(a0 * v[x_int] + s0 * rng.normal(size=64), jnp.float32)
+
+    def full(z, a, s):   # -log softmax of l_v = -(z - a v)^2 / (2 s^2), autodiff through all 256 values
+        logits = -0.5 * ((z[:, None] - a * jnp.asarray(v, jnp.float32)) / s) ** 2
+        return -jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits, -1), jnp.asarray(x_int)[:, None], 1))
+
+    ours = lambda z, a, s: jnp.sum(losses.discrete_data_nll(x, z, a, s))   # noqa: E731
+    args = (z0, jnp.float32(a0), jnp.float32(s0))
+    for got, want in zip(jax.grad(ours, (0, 1, 2))(*args), jax.grad(full, (0, 1, 2))(*args)):
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3 * float(jnp.max(jnp.abs(want))))
+
+
+def test_discrete_data_mode_and_errors():
+    gamma0 = jnp.float32(-14.0)  # std of z_0/alpha_0: 0.12 grid steps
+    a0, _ = schedules.alpha_sigma_from_gamma(gamma0)
+    x_int = jnp.arange(0, 256, 17)
+    z0 = a0 * (x_int / 127.5 - 1.0) + 0.001
+    lp = losses.discrete_data_log_probs(z0, gamma0)
+    np.testing.assert_array_equal(losses.discrete_data_argmax(z0, gamma0), x_int)
+    np.testing.assert_array_equal(jnp.argmax(lp, -1), x_int)
+    assert float(jnp.min(jnp.take_along_axis(lp, x_int[:, None], 1))) > -0.01
+    with pytest.raises(ValueError, match="grid"):
+        losses.discrete_data_nll(z0, z0, a0, a0, grid="middle")
+    with pytest.raises(ValueError, match="256"):
+        losses.discrete_data_nll(z0, z0, a0, a0, num_levels=16)
+
+
+@pytest.mark.xfail(strict=True, reason="data.images.grid_index divides by the level spacing 1/127.5 (inexact); "
+                   "UQDM files of 44b2816 centre their X_0 tables at round((u + 1) * 127.5): grid_index must "
+                   "multiply by 127.5 (exact) to decode them all. Owner of data/images.py: fix, then drop this mark.")
+def test_discrete_data_argmax_is_the_rounding_of_the_uqdm_file_format():
+    u = jax.random.uniform(jax.random.PRNGKey(0), (2_000_000,), minval=-1.01, maxval=1.01)
+    a0, _ = schedules.alpha_sigma_from_gamma(jnp.float32(-12.3))
+    got = jax.jit(losses.discrete_data_argmax)(u * a0, jnp.float32(-12.3))
+    want = jax.jit(lambda z: jnp.clip(jnp.round((z / a0 + 1.0) * 127.5), 0, 255).astype(jnp.int32))(u * a0)
+    np.testing.assert_array_equal(got, want)

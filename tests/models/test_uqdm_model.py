@@ -6,6 +6,7 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ml_collections
 import pytest
 from scipy import integrate, special
 
@@ -83,18 +84,6 @@ def test_step_rate_expectation_is_the_kl(family):
     assert abs(mc.mean() - kl) / kl < 0.005
 
 
-def test_x0_likelihood_normalized_and_mode():
-    gamma0 = jnp.float32(-14.0)  # std of z_0/alpha_0: 0.12 grid steps
-    a0, _ = schedules.alpha_sigma_from_gamma(gamma0)
-    x_int = jnp.arange(0, 256, 17)
-    z0 = a0 * (x_int / 127.5 - 1.0) + 0.001
-    lp = jax.nn.log_softmax(M.x0_logits(z0, gamma0), axis=-1)
-    np.testing.assert_allclose(jax.scipy.special.logsumexp(lp, axis=-1), 0.0, atol=1e-5)
-    np.testing.assert_array_equal(M.x0_argmax(z0, gamma0), x_int)
-    np.testing.assert_array_equal(jnp.argmax(lp, -1), x_int)
-    assert float(jnp.min(M.x0_log_prob(z0, x_int, gamma0))) > -0.01
-
-
 def test_loss_terms_add_up_and_prior_start():
     cfg = _config()
     model = M.UQDM(cfg.model)
@@ -123,8 +112,29 @@ def test_presets_match_reference_sizes(preset, expected):
                             {"image": jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)})
     n = count_params(shapes)
     assert abs(n - expected) / expected < 0.01, n
-    for arg in ("cifar10", "imagenet64", "runlocal,steps=2,family=gaussian,base=posterior"):
+    for arg in ("cifar10", "imagenet64", "runlocal,diffusion_steps=2,family=gaussian,base=posterior"):
         c = _config(arg)
-        assert c.method == "uqdm" and c.model.num_steps in (2, 4)
+        assert c.method == "uqdm" and c.model.diffusion_steps in (2, 4)
     with pytest.raises(ValueError):
         _config("net=huge")
+
+
+def test_config_names_and_old_keys():
+    """`diffusion_steps=T` is the number of diffusion steps, `steps=N` the training steps (as configs/vdm.py);
+    a config.json with the old keys (model.num_steps = T, model.unet) still builds the same model."""
+    c = _config("runlocal,diffusion_steps=3,steps=17")
+    assert c.model.diffusion_steps == 3 and c.train.num_steps == 17 and "num_steps" not in c.model
+    assert c.model.net["preset"] == "tiny" and "unet" not in c.model
+    old = c.model.to_dict()
+    old["num_steps"] = old.pop("diffusion_steps")
+    old["unet"] = old.pop("net")
+    m = M.model_config(old)
+    assert m.to_dict() == c.model.to_dict()
+    x = jnp.zeros((1, 8, 8, 3))
+    shapes_new = jax.eval_shape(M.UQDM(c.model).init, jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))
+    shapes_old = jax.eval_shape(M.UQDM(m).init, jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))
+    assert jax.tree_util.tree_structure(shapes_new) == jax.tree_util.tree_structure(shapes_old)
+    with pytest.raises(ValueError, match="model_config"):            # old keys not migrated: clear error
+        M.UQDM(ml_collections.ConfigDict(old)).init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))
+    with pytest.raises(ValueError, match="both"):
+        M.model_config({**old, "net": old["unet"]})
