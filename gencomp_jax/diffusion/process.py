@@ -27,11 +27,6 @@ def broadcast_to(a: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
     return a.reshape(a.shape + (1,) * (x.ndim - a.ndim))
 
 
-def q_sample(x0, eps, alpha, sigma):
-    """Sample of q(x_t | x_0) = N(alpha x_0, sigma^2 I) given noise eps ~ N(0, I)."""
-    return alpha * x0 + sigma * eps
-
-
 def transition(alpha_s, sigma_s, alpha_t, sigma_t):
     """q(x_t | x_s) = N(alpha_ts x_s, sigma_ts^2 I) for s < t: returns (alpha_ts, sigma_ts^2)."""
     alpha_ts = alpha_t / alpha_s
@@ -108,5 +103,5 @@ def check_prediction(prediction: str):
         raise ValueError(f"Unknown prediction {prediction!r}; use one of {PREDICTIONS}.")
 
 
-__all__ = ["q_sample", "transition", "posterior", "gaussian_kl", "to_x0_eps", "from_x0_eps", "convert",
+__all__ = ["transition", "posterior", "gaussian_kl", "to_x0_eps", "from_x0_eps", "convert",
            "broadcast_to", "PREDICTIONS", "check_prediction"]

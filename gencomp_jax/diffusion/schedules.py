@@ -37,16 +37,6 @@ def alpha_sigma_from_gamma(gamma: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray
     return jnp.sqrt(jax.nn.sigmoid(-gamma)), jnp.sqrt(jax.nn.sigmoid(gamma))
 
 
-def snr_from_gamma(gamma: jnp.ndarray) -> jnp.ndarray:
-    """SNR = alpha^2 / sigma^2 = exp(-gamma)."""
-    return jnp.exp(-gamma)
-
-
-def gamma_from_alpha_sigma(alpha: jnp.ndarray, sigma: jnp.ndarray) -> jnp.ndarray:
-    """gamma = log(sigma^2 / alpha^2) for any (not necessarily VP) Gaussian path."""
-    return 2.0 * (jnp.log(sigma) - jnp.log(alpha))
-
-
 # ----------------------------------------------------------------------------------------------------
 # parameter-free schedules: t [...] -> gamma [...]
 

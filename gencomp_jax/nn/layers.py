@@ -97,14 +97,6 @@ def depth_to_space(x: Array, stride: int) -> Array:
     return x.reshape(n, h * stride, w * stride, c)
 
 
-def space_to_depth(x: Array, stride: int) -> Array:
-    """Inverse of depth_to_space: [N, s*H, s*W, C] -> [N, H, W, s*s*C]."""
-    n, hs, ws, c = x.shape
-    h, w = hs // stride, ws // stride
-    x = x.reshape(n, h, stride, w, stride, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(n, h, w, stride * stride * c)
-
-
 def _transpose_same_pad(k: int, s: int) -> int:
     """Leading padding of the dilated input in lax.conv_transpose(..., padding="SAME")."""
     pad_len = k + s - 2

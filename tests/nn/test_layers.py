@@ -31,11 +31,17 @@ def test_subpixel_conv_equals_conv_transpose(k, s):
     np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-3)
 
 
-def test_depth_to_space_inverts_space_to_depth():
-    x = jnp.arange(2 * 4 * 6 * 3, dtype=jnp.float32).reshape(2, 4, 6, 3)
-    np.testing.assert_array_equal(L.depth_to_space(L.space_to_depth(x, 2), 2), x)
-    z = L.space_to_depth(x, 2)
-    assert float(z[0, 0, 0, 3]) == float(x[0, 0, 1, 0])  # channel (r1*s + r2)*C + c
+def test_depth_to_space_index_map():
+    """Channel (r1*s + r2)*C + c of pixel (h, w) lands on pixel (s*h + r1, s*w + r2), channel c."""
+    s, c = 3, 2
+    x = np.arange(2 * 2 * 4 * s * s * c, dtype=np.float32).reshape(2, 2, 4, s * s * c)
+    want = np.zeros((2, 2 * s, 4 * s, c), np.float32)
+    for h in range(2):
+        for w in range(4):
+            for r1 in range(s):
+                for r2 in range(s):
+                    want[:, s * h + r1, s * w + r2, :] = x[:, h, w, (r1 * s + r2) * c:(r1 * s + r2 + 1) * c]
+    np.testing.assert_array_equal(L.depth_to_space(jnp.asarray(x), s), want)
 
 
 def test_gdn_and_igdn_match_formula_and_invert_each_other():
