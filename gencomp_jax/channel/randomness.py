@@ -42,7 +42,6 @@ PURPOSE_SHUFFLE = 3
 PURPOSE_PRIOR = 4
 
 _U64 = 2**64
-_U32 = 2**32
 IMPL = "threefry2x32"
 
 
