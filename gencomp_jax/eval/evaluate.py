@@ -198,7 +198,7 @@ def evaluate_codec(codec, images: Iterable, *, name: str, description: str = "",
     """
     points = rate_points(codec, options)
     images = _as_named_images(images)
-    metrics = list(metrics)
+    metrics = [results_lib.canonical_key(m) for m in metrics]  # e.g. CompressAI's "ms-ssim-rgb"
     for m in metrics:
         if m not in metrics_lib.PER_IMAGE:
             raise ValueError(f"Unknown metric {m!r}; per-image metrics are {list(metrics_lib.PER_IMAGE)} "

@@ -48,7 +48,7 @@ def plot_rd(results: Sequence[Mapping[str, Any]], out_path, *, metrics: Sequence
         raise ValueError("plot_rd needs at least one results file")
     if reference is not None and reference not in REFERENCES:
         raise ValueError(f"unknown reference {reference!r}; available: {sorted(REFERENCES)}")
-    panels = list(metrics) if metrics else results_lib.metric_keys(results)
+    panels = [results_lib.canonical_key(m) for m in metrics] if metrics else results_lib.metric_keys(results)
     missing = [m for m in panels if not any(m in r["results"] for r in results)]
     if missing or not panels:
         raise ValueError(f"no results contain metric(s) {missing or panels}; available: "

@@ -10,6 +10,10 @@ with one entry per rate point in every list of "results" (means over the images 
 `load_results` reads and checks one; `merge_results` joins several files of one method (e.g. one
 file per λ of a sweep) into one curve sorted by bpp.
 
+CompressAI's files load as they are: other spellings of a key are renamed to the one this library
+writes (KEY_ALIASES: CompressAI's older "psnr" and its current "ms-ssim-rgb"), and MS-SSIM given
+only in dB ("ms-ssim-db-rgb" = -10 log10(1 - MS-SSIM)) is converted back (DB_KEYS).
+
 Bjøntegaard deltas (VCEG-M33; the piecewise-cubic variant of VCEG-AL22 / JVET CTC by default):
   bd_rate(rate_a, dist_a, rate_b, dist_b)  average rate difference of B relative to anchor A, in
       percent, at equal quality, over the overlapping quality range (negative = B saves bits).
@@ -32,6 +36,10 @@ import numpy as np
 
 RATE_KEYS = ("bpp", "bpp_est")
 TIME_KEYS = ("encoding_time", "decoding_time")
+# Other spellings of a results key -> the key this library writes (and metrics.PER_IMAGE names).
+KEY_ALIASES = {"psnr": "psnr-rgb", "ms-ssim-rgb": "ms-ssim"}
+# MS-SSIM in dB, -10 log10(1 - x) -> the plain MS-SSIM key (converted when only the dB values are given).
+DB_KEYS = {"ms-ssim-db-rgb": "ms-ssim", "ms-ssim-db": "ms-ssim"}
 
 
 class ResultsError(ValueError):
@@ -53,9 +61,31 @@ def validate_results(res: Mapping[str, Any], *, source: str = "results") -> dict
     if len(set(lengths.values())) > 1:
         raise ResultsError(f"{source}: results lists have different lengths: {lengths}")
     out = dict(res)
-    out["results"] = {k: [float(x) if x is not None else math.nan for x in v] for k, v in results.items()}
+    out["results"] = canonical_keys({k: [float(x) if x is not None else math.nan for x in v]
+                                     for k, v in results.items()})
     out.setdefault("name", pathlib.Path(source).stem if source != "results" else "unnamed")
     out.setdefault("description", "")
+    return out
+
+
+def canonical_key(key: str) -> str:
+    """The key this library uses for a metric spelled `key` (e.g. "ms-ssim-rgb" -> "ms-ssim")."""
+    return KEY_ALIASES.get(key, key)
+
+
+def canonical_keys(results: Mapping[str, list]) -> dict[str, list]:
+    """A "results" mapping with KEY_ALIASES renamed and DB_KEYS converted, order kept; a key already
+    present under the library's own name wins over its alias."""
+    present = {canonical_key(k) for k in results if k not in DB_KEYS}
+    out: dict[str, list] = {}
+    for k, v in results.items():
+        if k in DB_KEYS:
+            if DB_KEYS[k] not in present:
+                out[DB_KEYS[k]] = [1.0 - 10.0 ** (-x / 10.0) for x in v]
+            continue
+        target = canonical_key(k)
+        if target == k or target not in results:
+            out[target] = v
     return out
 
 
@@ -174,6 +204,7 @@ def bd_from_results(anchor: Mapping[str, Any], test: Mapping[str, Any], *, metri
     For "ms-ssim" both are computed on ms_ssim_db. Returns {"bd_rate": ..., "bd_quality": ...}.
     """
     anchor, test = validate_results(anchor), validate_results(test)
+    metric = canonical_key(metric)
     for r in (anchor, test):
         if metric not in r["results"]:
             raise ResultsError(f"results {r['name']!r} have no {metric!r} (available: {sorted(r['results'])})")

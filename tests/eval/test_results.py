@@ -106,3 +106,40 @@ def test_plot_rd(tmp_path):
     # the published reference is the DESIGN.md table, labelled as published
     ref = plot.REFERENCES["balle2018"]
     assert "published" in ref["name"] and ref["results"]["psnr-rgb"][3] == 32.55
+
+
+# The first three points of CompressAI's own results file
+# results/image/kodak/compressai-bmshj2018-hyperprior_mse_cpu.json (its older key spelling).
+COMPRESSAI_OLD = {"name": "bmshj2018-hyperprior", "description": "Inference (ans)",
+                  "results": {"psnr": [27.58153679333392, 29.19669412138477, 30.972168705499175],
+                              "ms-ssim": [0.9173671156167984, 0.9420618464549383, 0.9610564212004343],
+                              "bpp": [0.13129340277777776, 0.20889282226562503, 0.3198581271701389],
+                              "encoding_time": [0.697, 0.681, 0.693], "decoding_time": [0.911, 0.885, 0.895]}}
+
+
+def test_compressai_files_load_with_every_key_spelling(tmp_path):
+    from gencomp_jax.eval import plot
+
+    r = COMPRESSAI_OLD["results"]
+    current = {"name": "new", "results": {"bpp": r["bpp"], "psnr-rgb": r["psnr"], "ms-ssim-rgb": r["ms-ssim"]}}
+    db_only = {"name": "db", "results": {"bpp": r["bpp"], "psnr-rgb": r["psnr"],
+                                         "ms-ssim-db-rgb": list(-10 * np.log10(1 - np.array(r["ms-ssim"])))}}
+    loaded = []
+    for i, res in enumerate((COMPRESSAI_OLD, current, db_only)):
+        path = tmp_path / f"{i}.json"
+        path.write_text(json.dumps(res))
+        loaded.append(R.load_results(path))
+        got = loaded[-1]["results"]
+        assert list(got)[:1] == ["psnr-rgb" if i == 0 else "bpp"] and "ms-ssim-rgb" not in got
+        assert got["psnr-rgb"] == r["psnr"] and got["ms-ssim"] == pytest.approx(r["ms-ssim"], abs=1e-12)
+        assert R.metric_keys([loaded[-1]]) == ["psnr-rgb", "ms-ssim"]
+    # a key under the library's own name wins over its alias
+    both = R.validate_results({"results": {"bpp": [1.0], "psnr": [1.0], "psnr-rgb": [2.0]}})
+    assert both["results"] == {"bpp": [1.0], "psnr-rgb": [2.0]}
+    # BD between a CompressAI file and a shifted copy of it, by either spelling of the metric
+    ours = {"name": "ours", "results": {"bpp": [0.9 * b for b in r["bpp"]], "psnr-rgb": r["psnr"],
+                                        "ms-ssim": r["ms-ssim"]}}
+    for metric in ("psnr", "ms-ssim-rgb"):
+        assert R.bd_from_results(loaded[0], ours, metric=metric)["bd_rate"] == pytest.approx(-10.0, abs=1e-9)
+    out = plot.plot_rd([*loaded, ours], tmp_path / "rd.png", metrics=["psnr", "ms-ssim-rgb"])
+    assert out.read_bytes()[:4] == b"\x89PNG"
