@@ -55,7 +55,11 @@ def _parse_value(value: str):
 
 
 def base_config() -> ml_collections.ConfigDict:
-    """The sections shared by every method: data, optim, train, eval, mesh."""
+    """The sections shared by every method (data, optim, train, eval, mesh) with every default.
+
+    Code that reads these sections uses plain attribute access (`config.data.prefetch`), never a
+    default of its own: a method's config file changes only what differs from here.
+    """
     c = ml_collections.ConfigDict()
     c.method = ""
     c.seed = 0
@@ -87,6 +91,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.end_factor = 0.1    # final lr = learning_rate * end_factor (cosine)
     c.optim.b1 = 0.9
     c.optim.b2 = 0.999
+    c.optim.eps = 1e-8          # Adam(W) epsilon
+    c.optim.momentum = 0.0      # for optimizer "sgd"
     c.optim.weight_decay = 0.0
     c.optim.clip_norm = 1.0     # global-norm gradient clipping; 0 disables
 

@@ -19,8 +19,9 @@ Images smaller than the crop (on either side) are padded on the bottom/right by 
 blur is introduced; set data.small_images = "upscale" to instead resize them (bicubic, aspect ratio
 kept) so the shorter side equals the crop.
 
-Optional data_cfg keys read with defaults (not in base_config): random_flip (True; horizontal flips
-only), small_images ("pad" | "upscale"), prefetch (2; 0 = no thread), image_key ("" auto, TFDS).
+data_cfg is the `data` section of config_utils.base_config(), which holds every default (among them
+random_flip: horizontal flips only; small_images "pad" | "upscale"; prefetch 2, 0 = no thread;
+image_key "" = automatic, TFDS).
 """
 
 from __future__ import annotations
@@ -41,14 +42,6 @@ from gencomp_jax.data.sources import (
 
 STATE_VERSION = 1
 _SEED_MASK = (1 << 64) - 1
-
-
-def _get(cfg, key, default):
-    try:
-        value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-    except (AttributeError, KeyError):
-        return default
-    return default if value is None else value
 
 
 def _fit_small(image: np.ndarray, crop: int, policy: str) -> np.ndarray:
@@ -239,16 +232,15 @@ def make_train_iterator(data_cfg, *, seed: int, process_index: int = 0, process_
 
     Yields {"image": uint8 [data_cfg.batch_size // process_count, crop_size, crop_size, 3]} forever.
     """
-    source = open_source(_get(data_cfg, "source", "skimage"), path=_get(data_cfg, "path", ""),
-                         name=_get(data_cfg, "name", ""), split=_get(data_cfg, "split", "train"),
-                         data_dir=_get(data_cfg, "data_dir", ""), training=True)
-    if isinstance(source, TfdsSource) and _get(data_cfg, "image_key", ""):
-        source = tfds_source(data_cfg.name, split=_get(data_cfg, "split", "train"),
-                             data_dir=_get(data_cfg, "data_dir", ""), image_key=data_cfg.image_key)
-    return TrainIterator(source, seed=seed, batch_size=_get(data_cfg, "batch_size", 8),
-                         crop_size=_get(data_cfg, "crop_size", 64), process_index=process_index,
-                         process_count=process_count, random_flip=_get(data_cfg, "random_flip", True),
-                         small_images=_get(data_cfg, "small_images", "pad"), prefetch=_get(data_cfg, "prefetch", 2))
+    source = open_source(data_cfg.source, path=data_cfg.path, name=data_cfg.name, split=data_cfg.split,
+                         data_dir=data_cfg.data_dir, training=True)
+    if isinstance(source, TfdsSource) and data_cfg.image_key:
+        source = tfds_source(data_cfg.name, split=data_cfg.split,
+                             data_dir=data_cfg.data_dir, image_key=data_cfg.image_key)
+    return TrainIterator(source, seed=seed, batch_size=data_cfg.batch_size,
+                         crop_size=data_cfg.crop_size, process_index=process_index,
+                         process_count=process_count, random_flip=data_cfg.random_flip,
+                         small_images=data_cfg.small_images, prefetch=data_cfg.prefetch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,24 +297,24 @@ def make_eval_iterator(data_cfg, *, process_index: int = 0, process_count: int =
     (default "validation"); "skimage" the bundled photographs (eval_path may name a subset);
     "kodak" the bundled Kodak set (evaluation only). Crops: eval_crop_size (0 = crop_size).
     """
-    src = str(_get(data_cfg, "eval_source", "")).strip()
+    src = str(data_cfg.eval_source).strip()
     if not src:
         return None
     kind = src.lower()
-    eval_path = _get(data_cfg, "eval_path", "")
-    split = _get(data_cfg, "eval_split", "")
+    eval_path = data_cfg.eval_path
+    split = data_cfg.eval_split
     if kind == "folder":
-        path = eval_path or _get(data_cfg, "path", "")
+        path = eval_path or data_cfg.path
     else:
         path = eval_path
     if kind == "tfds" and not split:
         split = "validation"
-    source = open_source(kind, path=path, name=_get(data_cfg, "name", ""), split=split,
-                         data_dir=_get(data_cfg, "data_dir", ""), training=False)
-    crop = int(_get(data_cfg, "eval_crop_size", 0)) or int(_get(data_cfg, "crop_size", 64))
-    return EvalBatches(source, batch_size=int(_get(data_cfg, "batch_size", 8)), crop_size=crop,
-                       num_batches=int(_get(data_cfg, "eval_num_batches", 4)), process_index=process_index,
-                       process_count=process_count, small_images=_get(data_cfg, "small_images", "pad"))
+    source = open_source(kind, path=path, name=data_cfg.name, split=split,
+                         data_dir=data_cfg.data_dir, training=False)
+    crop = int(data_cfg.eval_crop_size) or int(data_cfg.crop_size)
+    return EvalBatches(source, batch_size=int(data_cfg.batch_size), crop_size=crop,
+                       num_batches=int(data_cfg.eval_num_batches), process_index=process_index,
+                       process_count=process_count, small_images=data_cfg.small_images)
 
 
 def load_eval_set(name_or_path: str, *, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
