@@ -31,7 +31,7 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
                 continue
             if "=" in item:
                 key, value = item.split("=", 1)
-                parsed = _parse_value(value)
+                parsed = parse_value(value)
             else:
                 key, parsed = item, True
             if key not in defaults:
@@ -42,7 +42,8 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(out)
 
 
-def _parse_value(value: str):
+def parse_value(value: str):
+    """'true'/'false' -> bool, then int, then float, else the string itself (preset and sweep values)."""
     lowered = value.lower()
     if lowered in ("true", "false"):
         return lowered == "true"

@@ -351,6 +351,22 @@ def _chunk_perm(randomness: SharedRandomness, step: int, dim: int) -> np.ndarray
     return randomness.permutation((PURPOSE_SHUFFLE, step), dim)
 
 
+def _chosen_candidates(randomness: SharedRandomness, step: int, plan: ChunkPlan, dim: int, choose):
+    """Standard-normal noise z float32 [dim] made of each chunk's chosen candidate, and the indices int64
+    [num_chunks]. Chunk c owns the dims perm[offsets[c]:offsets[c+1]] of the step's shared permutation;
+    choose(c, key, dims) -> its 0-based index (the encoder's PFR search, or the decoder's received index)."""
+    perm = _chunk_perm(randomness, step, dim)
+    off = plan.offsets
+    z = np.empty(dim, np.float32)
+    idx = np.empty(plan.num_chunks, np.int64)
+    for c in range(plan.num_chunks):
+        sel = perm[off[c]: off[c + 1]]
+        key = randomness.key(PURPOSE_PFR, step, c)
+        idx[c] = choose(c, key, sel)
+        z[sel] = np.asarray(gaussian_candidate(key, int(idx[c]), sel.shape[0]))
+    return z, idx
+
+
 def _normalise(mu_q, mu_p, sigma):
     mu_q = jnp.asarray(mu_q, jnp.float32)
     mu_p = jnp.broadcast_to(jnp.asarray(mu_p, jnp.float32), mu_q.shape)
@@ -383,17 +399,9 @@ def gaussian_channel_encode(
     dim = mu.shape[0]
     kl_q = quantize_kl(float(0.5 * jnp.sum(mu.astype(jnp.float32) ** 2) / LN2))
     plan = plan_chunks(kl_q, dim, max_chunk_bits=max_chunk_bits, padding_bits=padding_bits)
-    perm = _chunk_perm(randomness, step, dim)
-    off = plan.offsets
     mu_np = np.asarray(mu)
-    z = np.empty(dim, np.float32)
-    idx = np.empty(plan.num_chunks, np.int64)
-    for c in range(plan.num_chunks):
-        sel = perm[off[c]: off[c + 1]]
-        key = randomness.key(PURPOSE_PFR, step, c)
-        i = pfr_gaussian_chunk_encode(key, mu_np[sel], plan.log2_candidates, block_elems=block_elems)
-        idx[c] = i
-        z[sel] = np.asarray(gaussian_candidate(key, i, sel.shape[0]))
+    z, idx = _chosen_candidates(randomness, step, plan, dim, lambda c, key, sel: pfr_gaussian_chunk_encode(
+        key, mu_np[sel], plan.log2_candidates, block_elems=block_elems))
     sample = mu_p + sigma * jnp.asarray(z).reshape(mu_q.shape)
     return sample, GaussianChannelCode(kl_q, idx)
 
@@ -419,11 +427,5 @@ def gaussian_channel_decode(
                          "were max_chunk_bits/padding_bits/dim the same on both sides?")
     if np.any(indices < 0) or np.any(indices >= (1 << plan.log2_candidates)):
         raise ValueError("a chunk index is outside [0, N): corrupt data or mismatched settings")
-    perm = _chunk_perm(randomness, step, dim)
-    off = plan.offsets
-    z = np.empty(dim, np.float32)
-    for c in range(plan.num_chunks):
-        sel = perm[off[c]: off[c + 1]]
-        key = randomness.key(PURPOSE_PFR, step, c)
-        z[sel] = np.asarray(gaussian_candidate(key, int(indices[c]), sel.shape[0]))
+    z, _ = _chosen_candidates(randomness, step, plan, dim, lambda c, key, sel: indices[c])
     return mu_p + sigma * jnp.asarray(z).reshape(mu_p.shape)
