@@ -183,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("output", help="output .gcz file")
     c.set_defaults(fn=cmd_compress)
 
-    d = sub.add_parser("decompress", help="decompress a .gcz file to a PNG image")
+    d = sub.add_parser("decompress", help="decompress a .gcz file to a PNG image",
+                       epilog="The decode options are those the file's codec declares: `gencomp info FILE` lists "
+                              "them (e.g. uqdm: steps, reconstruction).")
     d.add_argument("--checkpoint", required=True, help="training workdir of the codec that wrote the file")
     d.add_argument("--steps", type=int, default=None,
                    help="progressive codecs: decode with the first K steps only (0 = none); = --option steps=K")
