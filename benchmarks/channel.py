@@ -1,7 +1,10 @@
-"""Channel-simulation benchmark: DQ throughput, finite-N PFR time/bits vs KL, padding-vs-bias table.
+"""Channel-simulation benchmark: DQ throughput, finite-N PFR time/bits vs KL, padding-vs-bias table,
+and the entropy coder's escape code (what DQ and every table coder fall back on out of support).
 
 Writes benchmarks/results/channel.json and benchmarks/results/channel.png.
-Run: PYTHONPATH=. .venv/bin/python benchmarks/channel.py
+Run: PYTHONPATH=. .venv/bin/python benchmarks/channel.py [section ...]
+(sections: dq pfr_chunk chunked padding escapes; naming some re-runs only those and updates their
+entries in channel.json).
 """
 
 import json
@@ -19,6 +22,7 @@ from scipy import stats
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from gencomp_jax.channel import dq, index_coding, pfr  # noqa: E402
 from gencomp_jax.channel.randomness import PURPOSE_PFR, SharedRandomness  # noqa: E402
+from gencomp_jax.entropy import coder  # noqa: E402
 
 OUT = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -127,15 +131,54 @@ def padding_table(n=10_000):
     return rows
 
 
-def main():
+def bench_escapes(n=200_000, reps=3):
+    """encode_indexed / decode_indexed of n symbols (4 tables of 9 entries) with a fraction of escapes
+    (values up to 10^12 away: 3 chunks each), best of `reps`."""
+    rng = np.random.default_rng(0)
+    tables = coder.quantize_pmf(rng.random((4, 9)) + 0.1)
+    offsets, ti = np.full(4, -4), rng.integers(0, 4, n)
+    rows = []
+    for frac in (0.0, 0.01, 0.2):
+        vals = rng.integers(-4, 4, n)
+        esc = rng.random(n) < frac
+        vals[esc] = rng.integers(-10**12, 10**12, int(esc.sum()))
+        te = td = float("inf")
+        for _ in range(reps):
+            t = time.perf_counter(); data = coder.encode_indexed(vals, tables, offsets, ti); te = min(te, time.perf_counter() - t)
+            t = time.perf_counter(); out = coder.decode_indexed(data, tables, offsets, ti); td = min(td, time.perf_counter() - t)
+        assert np.array_equal(out, vals)
+        rows.append({"n": n, "escape_fraction": frac, "encode_s": te, "decode_s": td, "bytes": len(data)})
+        print(f"escapes {frac:.0%} of {n}: encode {te:.3f}s decode {td:.3f}s ({len(data)} bytes)")
+    return rows
+
+
+def _cpu_model():
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
+SECTIONS = {"dq": lambda: bench_dq(), "pfr_chunk": lambda: bench_pfr_chunk(), "chunked": lambda: bench_chunked(),
+            "padding": lambda: padding_table(), "escapes": lambda: bench_escapes()}
+
+
+def main(sections=()):
     OUT.mkdir(exist_ok=True)
-    res = {"machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
-                       "jax": jax.__version__}}
-    res["dq"] = bench_dq()
-    res["pfr_chunk"] = bench_pfr_chunk()
-    res["chunked"] = bench_chunked()
-    res["padding"] = padding_table()
-    (OUT / "channel.json").write_text(json.dumps(res, indent=1, default=float))
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown sections {sorted(unknown)}; choose from {list(SECTIONS)}")
+    machine = {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(), "cpu": _cpu_model(),
+               "jax": jax.__version__, "date": time.strftime("%Y-%m-%d")}
+    path = OUT / "channel.json"
+    res = json.loads(path.read_text()) if sections and path.exists() else {}
+    for name in sections or SECTIONS:
+        res[name] = SECTIONS[name]()
+        res.setdefault("machine_by_section", {})[name] = machine
+    res["machine"] = res.get("machine", machine) if sections else machine
+    path.write_text(json.dumps(res, indent=1, default=float))
+    if "pfr_chunk" not in res or "chunked" not in res:
+        return
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -155,4 +198,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(tuple(sys.argv[1:]))
