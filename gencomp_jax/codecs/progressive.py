@@ -22,7 +22,8 @@ What the base owns
              choice of each decode option that declares `choices` (e.g. reconstruction);
              `step_bits(image)` = ideal bits per segment from one pure forward pass (no coding, no
              cache); `compress_with_bits(image)` = (file, step bits) from the one encoding pass;
-             `estimate_bits(image, *, steps=None, **options)` = sum of the first `steps` step bits.
+             `estimate_bits(image, *, steps=None, **options)` = sum of the first `steps` step bits
+             (`bits_at(step_bits, **options)` gives it from bits already computed).
 
 Subclass contract (all methods receive a `StepContext` ctx: layout, valid mask, shared randomness,
 seed, meta dict, and on the encoder the image tiles as uint8 `ctx.image` and model floats `ctx.x`
@@ -344,9 +345,14 @@ class ProgressiveBase:
         Other decode options (e.g. reconstruction) are checked and do not change the rate; keywords
         in `compress_options` select the file (e.g. lossless=False)."""
         comp, decode = self._split_options(options)
-        steps = check_options(self, {"steps": steps, **decode})["steps"]
-        bits = self.step_bits(image, seed=seed, **comp)
-        return float(sum(bits if steps is None else bits[:steps]))
+        return self.bits_at(self.step_bits(image, seed=seed, **comp), steps=steps, **decode)
+
+    def bits_at(self, step_bits, *, steps: int | None = None, **options) -> float:
+        """The estimate of a rate point from step bits already computed (e.g. by compress_with_bits):
+        evaluation calls compress_with_bits once per image and this per rate point, instead of
+        estimate_bits (one forward pass per call)."""
+        steps = check_options(self, {"steps": steps, **options})["steps"]
+        return float(sum(step_bits if steps is None else step_bits[:steps]))
 
     # -- decoding -----------------------------------------------------------------------------------
     def decode(self, data: bytes, *, steps: int | None = None) -> tuple[StepContext, Any, int]:

@@ -196,6 +196,7 @@ def test_estimate_bits_is_the_sum_of_independently_computed_step_bits():
         assert codec.estimate_bits(img, seed=99, steps=k, reconstruction="half") == pytest.approx(
             sum(formula[:k]), rel=1e-4)
     assert codec.estimate_bits(img, seed=99) == pytest.approx(sum(formula), rel=1e-4)
+    assert codec.bits_at(bits, steps=2, reconstruction="half") == pytest.approx(sum(formula[:2]), rel=1e-4)
     real = [8 * len(s) for s in bitstream.unpack(data)[1]]
     assert all(b - 64 <= r <= 1.02 * b + 64 for r, b in zip(real, bits)), (real, bits)
 
