@@ -272,6 +272,10 @@ def register(name: str, *, method: Callable[[Any], Any], codec: Callable[..., An
         raise RegistryError(f"codec id {codec_id} of {name!r} is already used by {_BY_ID[codec_id]!r}; "
                             f"used ids: {sorted(_BY_ID)}")
     if decode_options is None:
+        if codec is not None and not hasattr(codec, "decode_options"):
+            raise RegistryError(
+                f"method {name!r}: the codec {codec!r} declares no `decode_options`; register the codec class "
+                "(which declares them, () for none) or pass decode_options= explicitly")
         decode_options = getattr(codec, "decode_options", ()) if codec is not None else ()
     names = [o.name for o in decode_options]
     if len(set(names)) != len(names):
