@@ -376,17 +376,9 @@ def _normalise(mu_q, mu_p, sigma):
     return mu_q, mu_p, sigma
 
 
-def gaussian_channel_encode(
-    mu_q,
-    mu_p,
-    sigma,
-    *,
-    randomness: SharedRandomness,
-    step: int,
-    max_chunk_bits: int = 16,
-    padding_bits: int | None = None,
-    block_elems: int = _BLOCK_ELEMS,
-):
+def gaussian_channel_encode(mu_q, mu_p, sigma, *, randomness: SharedRandomness, step: int,
+                            max_chunk_bits: int = 16, padding_bits: int | None = None,
+                            block_elems: int = _BLOCK_ELEMS):
     """Simulate ``Y ~ N(mu_q, sigma^2 I)`` with reference ``N(mu_p, sigma^2 I)`` (any shape).
 
     Returns ``(sample, code)``: float32 sample with mu_q's shape (exactly what the decoder outputs)
@@ -406,16 +398,8 @@ def gaussian_channel_encode(
     return sample, GaussianChannelCode(kl_q, idx)
 
 
-def gaussian_channel_decode(
-    code: GaussianChannelCode,
-    mu_p,
-    sigma,
-    *,
-    randomness: SharedRandomness,
-    step: int,
-    max_chunk_bits: int = 16,
-    padding_bits: int | None = None,
-):
+def gaussian_channel_decode(code: GaussianChannelCode, mu_p, sigma, *, randomness: SharedRandomness, step: int,
+                            max_chunk_bits: int = 16, padding_bits: int | None = None):
     """Decoder side of :func:`gaussian_channel_encode`: the identical sample, shape of ``mu_p``."""
     mu_p = jnp.asarray(mu_p, jnp.float32)
     sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), mu_p.shape)
