@@ -9,9 +9,10 @@ Layout (all integers unsigned; "varint" = LEB128, 7 bits per byte, low group fir
 
     offset  size  field
     0       4     magic b"\\x89GCZ"
-    4       1     format version (FORMAT_VERSION)
+    4       1     format version: 2 if the segments carry checks (flags bit 2), else 1
     5       1     codec id (the id the codec registered with, codecs/base.py `register`)
-    6       1     flags: bit 0 = a u64 seed follows, bit 1 = meta bytes follow (other bits must be 0)
+    6       1     flags: bit 0 = a u64 seed follows, bit 1 = meta bytes follow, bit 2 = every segment
+                  carries a 4-byte check (version 2 only; other bits must be 0)
     7       8     params fingerprint (params_fingerprint)
     15      var   image shape: 3 varints H, W, C
             8     seed, u64 little-endian                    (only if flags bit 0)
@@ -20,8 +21,22 @@ Layout (all integers unsigned; "varint" = LEB128, 7 bits per byte, low group fir
             2     CRC-16/CCITT (binascii.crc_hqx) of every header byte before it
     then, per segment:
             var   segment length in bytes (varint)
-            4     CRC-32 of the segment bytes (little-endian)
+            4     CRC-32 of the segment bytes (little-endian); with checks: of the check + segment bytes
+            4     check, u32 little-endian                   (only if flags bit 2)
             len   segment bytes
+
+Checks (version 2): the CRC-32 above protects the bytes; a check protects what the decoder computes
+from them. The encoder stores per segment `content_check(...)` of what a decoder must reproduce (e.g.
+the decoded symbols and the table indexes it used); the decoder recomputes it and calls `verify`, which
+raises `DecodeMismatchError` naming the segment. A decoder on another platform (CPU type, GPU, XLA
+version, thread count) whose float entropy parameters differ by one bit therefore stops with a clear
+error instead of returning a wrong image. A file without checks is byte-identical to version 1 and is
+written as version 1; both versions are read.
+
+Limits (refused before anything is allocated): an image larger than `pixel_limit()` pixels
+(MAX_PIXELS = 2^25, an 8K UHD frame, by default; raise it with the environment variable
+GENCOMP_MAX_PIXELS or `unpack(..., max_pixels=)` to decode larger files), a channel count other
+than 3, and more than MAX_SEGMENTS segments.
 
 The overhead for a Kodak image (512x768) without seed or meta is a 23-byte header (4+1+1+1+8+5+1+2)
 plus 5-8 bytes of framing per segment (varint length + CRC-32): 35 bytes for two segments of
@@ -30,9 +45,10 @@ step) can be decoded from a truncated file with `unpack(..., allow_partial=True)
 complete segments present.
 
 API: pack(header, segments) -> bytes; unpack(data, *, codec=None, params_hash=None,
-allow_partial=False) -> (Header, segments); peek(data) -> Header (no checks against a model);
-prefix(data, k) -> the bytes a receiver needs for the first k segments (progressive rate points);
-params_fingerprint(params) -> 8 bytes. Every failure raises BitstreamError (a ValueError).
+allow_partial=False, max_pixels=None) -> (Header, segments); peek(data) -> Header (no checks against a
+model); prefix(data, k) -> the bytes a receiver needs for the first k segments (progressive rate
+points); params_fingerprint(params) -> 8 bytes; content_check(*arrays) -> u32; verify(header, i,
+value). Every failure raises BitstreamError (a ValueError).
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ from __future__ import annotations
 import binascii
 import dataclasses
 import hashlib
+import os
 import struct
 import zlib
 from typing import Any
@@ -50,14 +67,40 @@ from gencomp_jax.codecs import base
 from gencomp_jax.entropy.varint import VarintError, read_varint, write_varint
 
 MAGIC = b"\x89GCZ"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2      # the newest version this module writes and reads
+READ_VERSIONS = (1, 2)  # 1: no segment checks (files written before the checks existed)
 _FLAG_SEED = 1
 _FLAG_META = 2
+_FLAG_CHECKS = 4
+_FLAGS_OF_VERSION = {1: _FLAG_SEED | _FLAG_META, 2: _FLAG_SEED | _FLAG_META | _FLAG_CHECKS}
 FINGERPRINT_BYTES = 8
+CHECK_BYTES = 4
+IMAGE_CHANNELS = 3      # every codec writes uint8 [H, W, 3] images
+MAX_PIXELS = 2**25      # default limit on H * W of a file's image (env GENCOMP_MAX_PIXELS overrides)
+MAX_SEGMENTS = 2**20
+MAX_PIXELS_ENV = "GENCOMP_MAX_PIXELS"
 
 
 class BitstreamError(ValueError):
     """A file that cannot be decoded: not a gencomp file, other version/codec/model, truncated, corrupted."""
+
+
+class DecodeMismatchError(BitstreamError):
+    """The decoder computed something other than the encoder did (a segment's check does not match)."""
+
+
+def pixel_limit() -> int:
+    """The largest H * W a file may declare: $GENCOMP_MAX_PIXELS if set, else MAX_PIXELS."""
+    text = os.environ.get(MAX_PIXELS_ENV)
+    if text is None or not text.strip():
+        return MAX_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{MAX_PIXELS_ENV}={text!r}: expected a positive integer number of pixels")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +114,8 @@ class Header:
     meta: small codec-specific bytes (e.g. latent shape, number of steps); b"" = none (not stored).
     num_segments: number of segments. `pack` fills it in when None; `unpack` returns the number the
         file declares (with allow_partial=True, the list of segments returned may be shorter).
+    checks: one u32 `content_check` per segment, written by the encoder (version-2 file), or () for
+        none (a version-1 file). `unpack` returns the checks of the segments it returns.
     """
 
     codec: str
@@ -79,6 +124,12 @@ class Header:
     seed: int = 0
     meta: bytes = b""
     num_segments: int | None = None
+    checks: tuple[int, ...] = ()
+
+    @property
+    def version(self) -> int:
+        """The container format version of this header's file (2 with segment checks, else 1)."""
+        return 2 if self.checks else 1
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -109,9 +160,48 @@ def params_fingerprint(params: Any) -> bytes:
     return h.digest()[:FINGERPRINT_BYTES]
 
 
-def framed_size(segment: bytes) -> int:
-    """Bytes a segment occupies in the container: varint length + CRC-32 + payload."""
-    return len(write_varint(len(segment))) + 4 + len(segment)
+def framed_size(segment: bytes, *, checked: bool = False) -> int:
+    """Bytes a segment occupies in the container: varint length + CRC-32 (+ check) + payload."""
+    return len(write_varint(len(segment))) + 4 + (CHECK_BYTES if checked else 0) + len(segment)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checks of what a decoder must reproduce
+
+
+def content_check(*arrays: Any) -> int:
+    """u32 check (CRC-32) of integer arrays a decoder must reproduce, e.g. decoded symbols and the
+    table indexes they were coded with. Each array counts with its shape and its values as int64
+    little-endian, so the same numbers in another integer dtype give the same check. Float arrays are
+    refused: check what was quantized from them (a table index), not the floats."""
+    crc = 0
+    for a in arrays:
+        a = np.asarray(a)
+        if a.dtype.kind not in "iub":
+            raise TypeError(f"content_check takes integer arrays (symbols, table indexes), got {a.dtype}")
+        crc = zlib.crc32(repr(tuple(a.shape)).encode("ascii"), crc)
+        crc = zlib.crc32(np.ascontiguousarray(a, dtype="<i8").tobytes(), crc)
+    return crc
+
+
+def verify(header: Header, index: int, value: int, *, what: str = "the decoded symbols") -> None:
+    """Checks that the decoder reproduced segment `index` (0-based) as the encoder did.
+
+    value: content_check(...) of the decoder's own numbers, computed as the encoder computed it.
+    A file without checks (version 1) passes unchecked. Raises DecodeMismatchError otherwise.
+    """
+    if not header.checks:
+        return
+    if not 0 <= index < len(header.checks):
+        raise BitstreamError(f"segment {index + 1} is not in this file ({len(header.checks)} segments read)")
+    if int(value) != header.checks[index]:
+        raise DecodeMismatchError(
+            f"{header.codec} file, segment {index + 1} of {header.num_segments}: {what} differ from what the "
+            "encoder produced (the segment's bytes are intact, its check is not). The decoder's entropy "
+            "model computed different numbers than the encoder's: most likely this machine differs from "
+            "the one that compressed the file (CPU type, GPU/TPU, JAX/XLA version, thread count or XLA "
+            "flags), or the model parameters differ. Decode on the platform and library versions that "
+            "wrote the file; no image is returned because it would be wrong.")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -159,15 +249,23 @@ def pack(header: Header, segments: list[bytes]) -> bytes:
     shape = tuple(int(s) for s in header.image_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"image_shape must be (H, W, C) with positive sides, got {header.image_shape}")
+    if shape[2] != IMAGE_CHANNELS:
+        raise ValueError(f"image_shape must be (H, W, {IMAGE_CHANNELS}) (RGB), got {header.image_shape}")
     if not 0 <= int(header.seed) < 2**64:
         raise ValueError(f"seed must fit in an unsigned 64-bit integer, got {header.seed}")
     segments = [bytes(s) for s in segments]
     if header.num_segments is not None and header.num_segments != len(segments):
         raise ValueError(f"header.num_segments={header.num_segments} but {len(segments)} segments given")
+    if len(segments) > MAX_SEGMENTS:
+        raise ValueError(f"{len(segments)} segments: a gencomp file holds at most {MAX_SEGMENTS}")
+    checks = tuple(int(c) for c in header.checks)
+    if checks and (len(checks) != len(segments) or not all(0 <= c < 2**32 for c in checks)):
+        raise ValueError(f"header.checks must hold one u32 per segment ({len(segments)}), got {header.checks}")
 
     out = bytearray(MAGIC)
-    flags = (_FLAG_SEED if header.seed else 0) | (_FLAG_META if header.meta else 0)
-    out += bytes([FORMAT_VERSION, codec_id, flags])
+    flags = (_FLAG_SEED if header.seed else 0) | (_FLAG_META if header.meta else 0) | (
+        _FLAG_CHECKS if checks else 0)
+    out += bytes([2 if checks else 1, codec_id, flags])
     out += bytes(header.params_hash)
     for s in shape:
         out += write_varint(s)
@@ -178,15 +276,20 @@ def pack(header: Header, segments: list[bytes]) -> bytes:
         out += bytes(header.meta)
     out += write_varint(len(segments))
     out += struct.pack("<H", binascii.crc_hqx(bytes(out), 0))
-    for seg in segments:
+    for i, seg in enumerate(segments):
+        check = struct.pack("<I", checks[i]) if checks else b""
         out += write_varint(len(seg))
-        out += struct.pack("<I", zlib.crc32(seg))
+        out += struct.pack("<I", zlib.crc32(check + seg))
+        out += check
         out += seg
     return bytes(out)
 
 
-def _parse_header(data: bytes) -> tuple[Header, int]:
-    """Parses and checks the header; returns (header, offset of the first segment)."""
+def _parse_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, int, bool]:
+    """Parses and checks the header; returns (header without checks, offset of the first segment,
+    whether segments carry checks).
+
+    Every size the header declares is checked before anything is allocated from it."""
     if len(data) < len(MAGIC):
         if MAGIC.startswith(data) and data:
             raise BitstreamError(f"truncated gencomp file: only {len(data)} bytes, the header is cut off")
@@ -199,10 +302,10 @@ def _parse_header(data: bytes) -> tuple[Header, int]:
     r.pos = len(MAGIC)
     try:
         version = r.take(1)[0]
-        if version != FORMAT_VERSION:
+        if version not in READ_VERSIONS:
             raise BitstreamError(
-                f"unknown gencomp format version {version}: this gencomp_jax reads version {FORMAT_VERSION}. "
-                "Use the gencomp_jax release that wrote the file (or a newer one).")
+                f"unknown gencomp format version {version}: this gencomp_jax reads versions "
+                f"{list(READ_VERSIONS)}. Use the gencomp_jax release that wrote the file (or a newer one).")
         codec_id, flags = r.take(2)
         params_hash = r.take(FINGERPRINT_BYTES)
         shape = (r.varint(), r.varint(), r.varint())
@@ -217,34 +320,49 @@ def _parse_header(data: bytes) -> tuple[Header, int]:
     if binascii.crc_hqx(bytes(data[:header_end]), 0) != crc:
         raise BitstreamError("corrupted gencomp file: header checksum mismatch (the file was modified or "
                              "damaged)")
-    if flags & ~(_FLAG_SEED | _FLAG_META):
-        raise BitstreamError(f"corrupted gencomp file: unknown header flags {flags:#x}")
+    if flags & ~_FLAGS_OF_VERSION[version]:
+        raise BitstreamError(f"corrupted gencomp file: unknown header flags {flags:#x} for format version "
+                             f"{version}")
+    if version == 2 and not flags & _FLAG_CHECKS:
+        raise BitstreamError("corrupted gencomp file: a version-2 file without segment checks")
     codec_name = base.codec_name(codec_id)
     if codec_name is None:
         raise BitstreamError(f"gencomp file made by an unknown codec (id {codec_id}); registered: "
                              f"{sorted(base.registered())}. Use a newer gencomp_jax, or import the module "
                              "that registers that codec (gencomp_jax.registry.discover() imports the "
                              "built-in ones).")
-    if min(shape) < 1:
-        raise BitstreamError(f"corrupted gencomp file: invalid image shape {shape}")
+    if min(shape) < 1 or shape[2] != IMAGE_CHANNELS:
+        raise BitstreamError(f"corrupted gencomp file: invalid image shape {shape} (expected H x W x "
+                             f"{IMAGE_CHANNELS} with positive sides)")
+    limit = pixel_limit() if max_pixels is None else int(max_pixels)
+    if shape[0] * shape[1] > limit:
+        raise BitstreamError(
+            f"the file declares a {shape[0]} x {shape[1]} image ({shape[0] * shape[1]} pixels), more than "
+            f"the limit of {limit} pixels: refused before decoding, so a corrupted or hostile header "
+            f"cannot exhaust memory. If you trust the file and have the memory, raise the limit "
+            f"(environment variable {MAX_PIXELS_ENV}=<pixels>, or unpack(..., max_pixels=)).")
+    if num_segments > MAX_SEGMENTS:
+        raise BitstreamError(f"corrupted gencomp file: {num_segments} segments declared (at most "
+                             f"{MAX_SEGMENTS})")
     header = Header(codec=codec_name, params_hash=bytes(params_hash), image_shape=shape,
                     seed=seed, meta=bytes(meta), num_segments=num_segments)
-    return header, r.pos
+    return header, r.pos, bool(flags & _FLAG_CHECKS)
 
 
-def peek(data: bytes) -> Header:
-    """Reads only the header (no codec/model check, segments not read); for tools that dispatch on it."""
-    return _parse_header(bytes(data))[0]
+def peek(data: bytes, *, max_pixels: int | None = None) -> Header:
+    """Reads only the header (no codec/model check, segments not read, no checks); for tools that
+    dispatch on it."""
+    return _parse_header(bytes(data), max_pixels)[0]
 
 
-def prefix(data: bytes, num_segments: int) -> bytes:
+def prefix(data: bytes, num_segments: int, *, max_pixels: int | None = None) -> bytes:
     """The first bytes of a file that hold its header and its first `num_segments` segments.
 
     What a receiver of a progressive file needs for that many segments; `unpack(prefix(data, k),
     allow_partial=True)` returns exactly the first k segments. Checks the file as unpack does.
     """
     data = bytes(data)
-    header, pos = _parse_header(data)
+    header, pos, checked = _parse_header(data, max_pixels)
     if not 0 <= num_segments <= header.num_segments:
         raise ValueError(f"num_segments must be in [0, {header.num_segments}], got {num_segments}")
     r = _Reader(data)
@@ -252,17 +370,17 @@ def prefix(data: bytes, num_segments: int) -> bytes:
     try:
         for _ in range(num_segments):
             length = r.varint()
-            r.take(4 + length)
+            r.take(4 + (CHECK_BYTES if checked else 0) + length)
     except _Truncated:
         raise BitstreamError(f"truncated gencomp file: it holds fewer than {num_segments} complete segments"
                              ) from None
     out = data[:r.pos]
-    unpack(out, allow_partial=True)  # CRC checks of the kept segments
+    unpack(out, allow_partial=True, max_pixels=max_pixels)  # CRC checks of the kept segments
     return out
 
 
 def unpack(data: bytes, *, codec: str | None = None, params_hash: bytes | None = None,
-           allow_partial: bool = False) -> tuple[Header, list[bytes]]:
+           allow_partial: bool = False, max_pixels: int | None = None) -> tuple[Header, list[bytes]]:
     """Parses a gencomp file into (header, segments), checking everything it can.
 
     codec / params_hash: when given, the file must have been written by this codec / model.
@@ -272,7 +390,7 @@ def unpack(data: bytes, *, codec: str | None = None, params_hash: bytes | None =
     Raises BitstreamError (a ValueError) with a message saying what is wrong.
     """
     data = bytes(data)
-    header, pos = _parse_header(data)
+    header, pos, checked = _parse_header(data, max_pixels)
     if codec is not None and header.codec != codec:
         raise BitstreamError(f"this file was made by the {header.codec!r} codec, but you are decoding with "
                              f"{codec!r}: load a {header.codec} checkpoint to decode it")
@@ -283,23 +401,27 @@ def unpack(data: bytes, *, codec: str | None = None, params_hash: bytes | None =
     r = _Reader(data)
     r.pos = pos
     segments: list[bytes] = []
+    checks: list[int] = []
     for i in range(header.num_segments):
         try:
             length = r.varint()
             (crc,) = struct.unpack("<I", r.take(4))
+            check = r.take(CHECK_BYTES) if checked else b""
             seg = r.take(length)
         except _Truncated:
             if allow_partial:
-                return header, segments
+                return dataclasses.replace(header, checks=tuple(checks)), segments
             raise BitstreamError(
                 f"truncated gencomp file: segment {i + 1} of {header.num_segments} is incomplete "
                 f"({len(data)} bytes in the file). Re-copy the file; progressive codecs can decode the "
                 "complete part with allow_partial=True") from None
-        if zlib.crc32(seg) != crc:
+        if zlib.crc32(seg, zlib.crc32(check)) != crc:
             raise BitstreamError(f"corrupted gencomp file: checksum mismatch in segment {i + 1} of "
                                  f"{header.num_segments} (the file was modified or damaged)")
         segments.append(seg)
+        if checked:
+            checks.append(struct.unpack("<I", check)[0])
     if r.pos != len(data):
         raise BitstreamError(f"corrupted gencomp file: {len(data) - r.pos} unexpected bytes after the last "
                              "segment")
-    return header, segments
+    return dataclasses.replace(header, checks=tuple(checks)), segments

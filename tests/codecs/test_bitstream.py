@@ -148,3 +148,122 @@ def test_prefix_for_progressive_decoding():
     assert bitstream.prefix(cut, 2) == bitstream.prefix(data, 2)
     with pytest.raises(BitstreamError, match="fewer than 3"):
         bitstream.prefix(cut, 3)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hostile headers (issue 16): refused before anything is allocated
+
+
+def _raw_header(shape, num_segments=2, version=1, flags=0, codec_id=1):
+    """A header with any shape (pack refuses what a decoder must refuse), valid CRC-16."""
+    import binascii
+    import struct
+
+    from gencomp_jax.entropy.varint import write_varint
+
+    out = bytearray(bitstream.MAGIC) + bytes([version, codec_id, flags]) + HASH
+    for s in shape:
+        out += write_varint(s)
+    out += write_varint(num_segments)
+    return bytes(out + struct.pack("<H", binascii.crc_hqx(bytes(out), 0)))
+
+
+@pytest.mark.parametrize("shape", [(65535, 65535, 3), (2**20, 2**20, 3), (64, 2**24, 3), (2**62, 2**62, 3)])
+def test_hostile_image_shapes_are_refused_before_allocating(shape):
+    import tracemalloc
+
+    data = _raw_header(shape) + b"\x04" + b"\0" * 8  # plus one short segment
+    tracemalloc.start()
+    try:
+        with pytest.raises(BitstreamError, match=r"pixels.*GENCOMP_MAX_PIXELS"):
+            unpack(data)
+        with pytest.raises(BitstreamError, match="limit"):
+            bitstream.peek(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_pixel_limit_override(monkeypatch):
+    data = pack(_header(image_shape=(300, 400, 3)), [b"x"])
+    assert unpack(data)[1] == [b"x"]
+    with pytest.raises(BitstreamError, match="120000 pixels.*limit of 119999"):
+        unpack(data, max_pixels=119999)
+    assert unpack(data, max_pixels=120000)[1] == [b"x"]
+    monkeypatch.setenv(bitstream.MAX_PIXELS_ENV, "1000")
+    with pytest.raises(BitstreamError, match="limit of 1000 pixels"):
+        unpack(data)
+    assert unpack(data, max_pixels=10**6)[1] == [b"x"]  # an explicit argument wins
+    monkeypatch.setenv(bitstream.MAX_PIXELS_ENV, str(2**40))
+    assert unpack(_raw_header((2**19, 2**19, 3), 0))[0].image_shape == (2**19, 2**19, 3)
+    monkeypatch.setenv(bitstream.MAX_PIXELS_ENV, "lots")
+    with pytest.raises(ValueError, match="GENCOMP_MAX_PIXELS='lots'"):
+        unpack(data)
+
+
+def test_channels_and_segment_count_are_bounded():
+    with pytest.raises(BitstreamError, match="invalid image shape"):
+        unpack(_raw_header((8, 8, 4), 0))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        pack(_header(image_shape=(8, 8, 1)), [])
+    with pytest.raises(BitstreamError, match="segments declared"):
+        unpack(_raw_header((8, 8, 3), bitstream.MAX_SEGMENTS + 1), allow_partial=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Segment checks (format version 2)
+
+
+def test_checks_round_trip_and_version():
+    segs = _segments()
+    checks = (bitstream.content_check(np.arange(5)), 2**32 - 1)
+    data = pack(_header(seed=4, checks=checks), segs)
+    assert data[4] == 2 and data[6] & 4
+    header, out = unpack(data, codec="hyperprior", params_hash=HASH)
+    assert out == segs and header.checks == checks and header.version == 2
+    assert len(data) == len(pack(_header(seed=4), segs)) + 4 * len(segs)
+    assert [bitstream.framed_size(s, checked=True) for s in segs] == [2 + 8 + 1200, 1 + 8 + 90]
+    # a file without checks is version 1, byte for byte what version-1 writers wrote
+    plain = pack(_header(seed=4), segs)
+    assert plain[4] == 1 and unpack(plain)[0].checks == () and unpack(plain)[0].version == 1
+    # prefixes and partial files keep the checks of the segments they hold
+    part = bitstream.prefix(data, 1)
+    assert unpack(part, allow_partial=True)[0].checks == checks[:1]
+    assert unpack(data[:-3], allow_partial=True)[0].checks == checks[:1]
+    with pytest.raises(ValueError, match="one u32 per segment"):
+        pack(_header(checks=(1,)), segs)
+
+
+def test_corrupted_check_field_is_a_checksum_error_not_a_mismatch():
+    segs = _segments()
+    data = pack(_header(checks=(7, 8)), segs)
+    header_len = len(pack(_header(), []))
+    pos = header_len + 2 + 4  # segment 1: varint length (2 bytes), CRC-32, then its check
+    bad = bytearray(data)
+    bad[pos] ^= 1
+    with pytest.raises(BitstreamError, match="checksum mismatch in segment 1") as e:
+        unpack(bytes(bad))
+    assert not isinstance(e.value, bitstream.DecodeMismatchError)
+    bad = bytearray(data)
+    bad[6] &= ~4  # drop the checks flag (header CRC fixed below): no longer parses
+    import binascii
+    import struct
+    end = header_len - 2
+    bad[end:end + 2] = struct.pack("<H", binascii.crc_hqx(bytes(bad[:end]), 0))
+    with pytest.raises(BitstreamError, match="version-2 file without segment checks"):
+        unpack(bytes(bad))
+
+
+def test_verify_names_the_segment_and_the_cause():
+    symbols = np.array([[3, -1], [0, 7]])
+    check = bitstream.content_check(symbols, np.array([1, 2, 3]))
+    header, _ = unpack(pack(_header(checks=(check, 0)), _segments()))
+    bitstream.verify(header, 0, bitstream.content_check(symbols.astype(np.int32), np.array([1, 2, 3])))
+    for other in (symbols + (np.arange(4).reshape(2, 2) == 3), symbols.reshape(4, 1)):
+        with pytest.raises(bitstream.DecodeMismatchError, match="segment 1 of 2.*platform"):
+            bitstream.verify(header, 0, bitstream.content_check(other, np.array([1, 2, 3])))
+    plain, _ = unpack(pack(_header(), _segments()))
+    bitstream.verify(plain, 0, 12345)  # a version-1 file has nothing to check
+    with pytest.raises(TypeError, match="integer arrays"):
+        bitstream.content_check(np.zeros(3))
