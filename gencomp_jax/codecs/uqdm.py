@@ -296,4 +296,4 @@ class UQDMCodec(progressive.ProgressiveBase):
         return np.asarray(self._x0_argmax(z, self._gamma0))
 
 
-register("uqdm", method=make_method, codec=make_codec, codec_id=2)
+register("uqdm", method=make_method, codec=make_codec, codec_id=2, decode_options=UQDMCodec.decode_options)
