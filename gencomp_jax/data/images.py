@@ -211,8 +211,16 @@ def grid_values(*, grid: str = DEFAULT_GRID, num_levels: int = 256):
 
 def grid_index(x, *, grid: str = DEFAULT_GRID):
     """float [...] in model space -> int32 [...] level in [0, 255] nearest to x (jit-able)."""
-    scale, shift = _grid_affine(grid)
-    return jnp.clip(jnp.round((jnp.asarray(x, jnp.float32) - shift) / scale), 0, 255).astype(jnp.int32)
+    x = jnp.asarray(x, jnp.float32)
+    # Multiply by the exact inverse step (a division by the inexact 1/127.5 moves rare values across a
+    # rounding boundary, and these levels centre coding tables: old files must decode identically).
+    if grid == "edge":
+        k = (x + 1.0) * 127.5
+    elif grid == "center":
+        k = (x + 1.0) * 128.0 - 0.5
+    else:
+        _grid_affine(grid)  # raises the error naming the grids
+    return jnp.clip(jnp.round(k), 0, 255).astype(jnp.int32)
 
 
 def to_uint8(x, *, grid: str = DEFAULT_GRID) -> np.ndarray:

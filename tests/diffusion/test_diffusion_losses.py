@@ -301,9 +301,6 @@ def test_discrete_data_mode_and_errors():
         losses.discrete_data_nll(z0, z0, a0, a0, num_levels=16)
 
 
-@pytest.mark.xfail(strict=True, reason="data.images.grid_index divides by the level spacing 1/127.5 (inexact); "
-                   "UQDM files of 44b2816 centre their X_0 tables at round((u + 1) * 127.5): grid_index must "
-                   "multiply by 127.5 (exact) to decode them all. Owner of data/images.py: fix, then drop this mark.")
 def test_discrete_data_argmax_is_the_rounding_of_the_uqdm_file_format():
     u = jax.random.uniform(jax.random.PRNGKey(0), (2_000_000,), minval=-1.01, maxval=1.01)
     a0, _ = schedules.alpha_sigma_from_gamma(jnp.float32(-12.3))
