@@ -1,50 +1,82 @@
-"""Training and evaluation batches: deterministic, resumable, split across processes.
+"""Training and evaluation batches on grain: deterministic, resumable, split across processes.
 
-The training stream is a pure function of (seed, step):
+The training stream is a grain `MapDataset` (random access by index), so it is a pure function of
+(seed, step) whatever the number of worker processes:
 
-- The source's N images are visited epoch by epoch; epoch e uses the permutation drawn by
-  `np.random.default_rng([seed, 0, e])`. Global example g (g = step * B + j for global batch size B)
-  is image perm_{g // N}[g % N], so batches run straight across epoch boundaries.
-- The crop offsets and flips of global batch `step` come from `np.random.default_rng([seed, 1, step])`
-  (B uniforms for y, B for x, B for the flip, always drawn for the whole global batch).
-- Process p of P gets rows [p * B/P, (p+1) * B/P) of that global batch, so the processes' slices
-  partition exactly the batch a single process would see.
+    grain.MapDataset.source(images).shuffle(seed=s0).repeat()   # example g: image perm_{g // N}[g % N]
+      .random_map(RandomCrop(...), seed=s1)                     # crop offsets + flip from Philox(s1, g)
+      [process_index::process_count]                            # this process's examples
+      .batch(batch_size // process_count, drop_remainder=True)  # element `step` = this process's batch
 
-So `get_state()` only needs the next step: {"step", "seed", "batch_size", "crop_size", ...} (JSON).
-`set_state()` continues the exact stream. The optional background thread prefetches batch_at(step)
-for the next steps; it changes nothing in the values.
+- grain's `shuffle` draws a new permutation of the N images for every epoch (seed s0 + epoch), and
+  `repeat` runs straight across epoch boundaries, so global example g = step * B + r is image
+  perm_{g // N}[g % N] (B = global batch size).
+- grain's `random_map` hands the crop transform a generator keyed by (s1, g): the crop offsets and the
+  horizontal flip of an example depend on nothing but the seed and g.
+- Process p of P takes examples p, p + P, p + 2P, ...: its batch `step` holds global examples
+  (step * B/P + j) * P + p, j < B/P, so the P slices of step `step` partition exactly the examples
+  g in [step * B, (step + 1) * B) that one process would see at that step (row j of process p is
+  row j * P + p of the single-process batch).
+- s0, s1 are 32-bit seeds derived from `seed` by `np.random.SeedSequence([seed, 0|1])`.
+
+Reading runs in grain: `workers` > 0 decodes in that many worker processes (`mp_prefetch`, each
+worker taking every workers-th batch, yielded in order), 0 in this process (with one background
+reading thread when prefetch > 0). Because the stream is a function of the step, `get_state()` is
+{"step", ...} (JSON, saved in every checkpoint through orbax) and `set_state()` restarts grain at
+that step: a run resumed with any number of workers sees exactly the batches of an uninterrupted run.
 
 Images smaller than the crop (on either side) are padded on the bottom/right by mirroring
 (numpy "symmetric", repeated as needed) up to the crop size before cropping — not upscaled, so no
 blur is introduced; set data.small_images = "upscale" to instead resize them (bicubic, aspect ratio
 kept) so the shorter side equals the crop.
 
-data_cfg is the `data` section of config_utils.base_config(), which holds every default (among them
-random_flip: horizontal flips only; small_images "pad" | "upscale"; prefetch 2, 0 = no thread;
-image_key "" = automatic, TFDS).
+data_cfg is the `data` section of config_utils.base_config() (random_flip: horizontal flips only;
+small_images "pad" | "upscale"; prefetch: batches read ahead per process, 0 = none; workers: -1 =
+sized to this host (`default_workers`), 0 = read in this process; image_key "" = automatic, TFDS).
 """
 
 from __future__ import annotations
 
-import queue
-import threading
+import os
 import warnings
-import weakref
 from typing import Any
 
+import grain
 import numpy as np
+from absl import flags
 from PIL import Image
 
 from gencomp_jax.data.images import read_image
 from gencomp_jax.data.sources import (
-    ArraySource, DataError, ImageSource, TfdsSource, list_image_files, load_kodak, open_source, skimage_source,
-    tfds_source)
+    DEFAULT_CACHE_BYTES, ArraySource, DataError, ImageSource, TfdsSource, list_image_files, load_kodak, open_source,
+    skimage_source, tfds_source)
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 _SEED_MASK = (1 << 64) - 1
+SMALL_IMAGE_POLICIES = ("pad", "upscale")
 
 
-def _fit_small(image: np.ndarray, crop: int, policy: str) -> np.ndarray:
+def default_workers(cpu_count: int | None = None) -> int:
+    """Worker processes for data.workers = -1: none on a small host (<= 4 cores, where a worker only
+    competes with XLA for the same cores and the in-process reading thread does the same job), else
+    all cores but two (the training process and its dispatch thread), at most 32."""
+    if cpu_count is None:
+        try:
+            cpu_count = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cpu_count = os.cpu_count() or 1
+    return 0 if cpu_count <= 4 else min(cpu_count - 2, 32)
+
+
+def _resolve_workers(workers) -> int:
+    workers = int(workers)
+    if workers < -1:
+        raise ValueError(f"data.workers must be -1 (sized to this host), 0 (read in this process) or a "
+                         f"number of worker processes; got {workers}.")
+    return default_workers() if workers == -1 else workers
+
+
+def fit_small(image: np.ndarray, crop: int, policy: str) -> np.ndarray:
     """Makes both sides >= crop: mirror-pad bottom/right ("pad") or bicubic upscale ("upscale")."""
     h, w = image.shape[:2]
     if h >= crop and w >= crop:
@@ -54,27 +86,69 @@ def _fit_small(image: np.ndarray, crop: int, policy: str) -> np.ndarray:
         nh, nw = max(crop, int(round(h * s))), max(crop, int(round(w * s)))
         return np.asarray(Image.fromarray(image).resize((nw, nh), Image.BICUBIC))
     if policy != "pad":
-        raise DataError(f"data.small_images must be 'pad' or 'upscale', got {policy!r}.")
+        raise DataError(f"data.small_images must be one of {SMALL_IMAGE_POLICIES}, got {policy!r}.")
     return np.pad(image, [(0, max(0, crop - h)), (0, max(0, crop - w)), (0, 0)], mode="symmetric")
 
 
+class RandomCrop(grain.transforms.RandomMap):
+    """grain transform: uint8 [H, W, 3] -> {"image": uint8 [crop, crop, 3]}, a uniform window
+    (offsets floor(u * (side - crop + 1))) of the fitted image, mirrored left-right with
+    probability 1/2 when `flip`."""
+
+    def __init__(self, crop: int, *, flip: bool, small_images: str):
+        self.crop, self.flip, self.small_images = int(crop), bool(flip), small_images
+
+    def random_map(self, image, rng: np.random.Generator):
+        c = self.crop
+        uy, ux, uf = rng.random(3)
+        image = fit_small(image, c, self.small_images)
+        h, w = image.shape[:2]
+        y, x = int(uy * (h - c + 1)), int(ux * (w - c + 1))
+        out = image[y:y + c, x:x + c]
+        if self.flip and uf < 0.5:
+            out = out[:, ::-1]
+        return {"image": np.ascontiguousarray(out)}
+
+
+class CenterCrop(grain.transforms.Map):
+    """grain transform: uint8 [H, W, 3] -> {"image": uint8 [crop, crop, 3]}, the central window."""
+
+    def __init__(self, crop: int, *, small_images: str):
+        self.crop, self.small_images = int(crop), small_images
+
+    def map(self, image):
+        return {"image": np.ascontiguousarray(center_crop(image, self.crop, small_images=self.small_images))}
+
+
+def _stream_seeds(seed: int) -> tuple[int, int]:
+    """(shuffle seed, crop seed): independent 32-bit seeds, grain's seed range."""
+    return tuple(int(np.random.SeedSequence([int(seed) & _SEED_MASK, k]).generate_state(1)[0]) for k in (0, 1))
+
+
+def _check_sharding(batch_size: int, process_index: int, process_count: int) -> None:
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index} must be in [0, process_count={process_count}).")
+    if batch_size < 1 or batch_size % process_count:
+        raise ValueError(f"data.batch_size={batch_size} (global) must be a positive multiple of "
+                         f"process_count={process_count}.")
+
+
 class TrainIterator:
-    """Iterator of {"image": uint8 [B/P, crop, crop, 3]}; see the module doc for the stream definition."""
+    """Iterator of {"image": uint8 [B/P, crop, crop, 3]} over grain; see the module doc for the stream.
+
+    `dataset` is the grain MapDataset of this process's batches (element `step` = batch `step`).
+    """
 
     def __init__(self, source: ImageSource, *, seed: int, batch_size: int, crop_size: int,
                  process_index: int = 0, process_count: int = 1, random_flip: bool = True,
-                 small_images: str = "pad", prefetch: int = 2):
+                 small_images: str = "pad", prefetch: int = 2, workers: int = 0):
         batch_size, crop_size = int(batch_size), int(crop_size)
         process_index, process_count = int(process_index), int(process_count)
-        if process_count < 1 or not 0 <= process_index < process_count:
-            raise ValueError(f"process_index={process_index} must be in [0, process_count={process_count}).")
-        if batch_size < 1 or batch_size % process_count:
-            raise ValueError(f"data.batch_size={batch_size} (global) must be a positive multiple of "
-                             f"process_count={process_count}.")
+        _check_sharding(batch_size, process_index, process_count)
         if crop_size < 1:
             raise ValueError(f"data.crop_size must be positive, got {crop_size}.")
-        if small_images not in ("pad", "upscale"):
-            raise DataError(f"data.small_images must be 'pad' or 'upscale', got {small_images!r}.")
+        if small_images not in SMALL_IMAGE_POLICIES:
+            raise DataError(f"data.small_images must be one of {SMALL_IMAGE_POLICIES}, got {small_images!r}.")
         self.source = source
         self.seed = int(seed) & _SEED_MASK
         self.batch_size = batch_size
@@ -85,122 +159,84 @@ class TrainIterator:
         self.random_flip = bool(random_flip)
         self.small_images = small_images
         self.prefetch = max(0, int(prefetch))
-        self._n = len(source)
+        self.workers = _resolve_workers(workers)
+        shuffle_seed, crop_seed = _stream_seeds(self.seed)
+        self._shuffle_seed = shuffle_seed
+        examples = self._visit(grain.MapDataset.source(source)).random_map(
+            RandomCrop(crop_size, flip=self.random_flip, small_images=small_images), seed=crop_seed)
+        self.dataset = self._local_batches(examples)
         self._step = 0
-        self._perm_cache: dict[int, np.ndarray] = {}
-        self._thread: threading.Thread | None = None
-        self._queue: queue.Queue | None = None
-        self._stop: threading.Event | None = None
+        self._iter = None
+
+    def _visit(self, ds: grain.MapDataset) -> grain.MapDataset:
+        """Epoch-wise reshuffled, endless order of a dataset of len(source) elements."""
+        return ds.shuffle(seed=self._shuffle_seed).repeat()
+
+    def _local_batches(self, ds: grain.MapDataset) -> grain.MapDataset:
+        return ds[self.process_index::self.process_count].batch(self.local_batch_size, drop_remainder=True)
 
     # -- pure stream definition --------------------------------------------------------------
-    def permutation(self, epoch: int) -> np.ndarray:
-        perm = self._perm_cache.get(epoch)
-        if perm is None:
-            perm = np.random.default_rng([self.seed, 0, int(epoch)]).permutation(self._n)
-            if len(self._perm_cache) > 4:
-                self._perm_cache.clear()
-            self._perm_cache[epoch] = perm
-        return perm
-
     def indices_at(self, step: int) -> np.ndarray:
-        """Source indices of the whole global batch `step` (int64 [B])."""
-        g = int(step) * self.batch_size + np.arange(self.batch_size, dtype=np.int64)
-        epochs, pos = g // self._n, g % self._n
-        return np.array([self.permutation(int(e))[p] for e, p in zip(epochs, pos)], dtype=np.int64)
+        """Source indices of this process's batch `step` (int64 [B/P]), through the same grain order."""
+        order = self._local_batches(self._visit(grain.MapDataset.range(len(self.source))))
+        return np.asarray(order[int(step)], dtype=np.int64)
 
     def batch_at(self, step: int) -> dict[str, np.ndarray]:
-        """This process's slice of global batch `step`: {"image": uint8 [B/P, crop, crop, 3]}."""
+        """This process's batch `step`, computed here: {"image": uint8 [B/P, crop, crop, 3]}."""
         step = int(step)
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}.")
-        idx = self.indices_at(step)
-        rng = np.random.default_rng([self.seed, 1, step])
-        uy, ux, uf = rng.random(self.batch_size), rng.random(self.batch_size), rng.random(self.batch_size)
-        lo = self.process_index * self.local_batch_size
-        c = self.crop_size
-        out = np.empty((self.local_batch_size, c, c, 3), np.uint8)
-        for row, j in enumerate(range(lo, lo + self.local_batch_size)):
-            image = _fit_small(self.source[int(idx[j])], c, self.small_images)
-            h, w = image.shape[:2]
-            y, x = int(uy[j] * (h - c + 1)), int(ux[j] * (w - c + 1))
-            crop = image[y:y + c, x:x + c]
-            if self.random_flip and uf[j] < 0.5:
-                crop = crop[:, ::-1]
-            out[row] = crop
-        return {"image": out}
+        return self.dataset[step]
 
     # -- iteration ---------------------------------------------------------------------------
     def __iter__(self):
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
-        if self.prefetch == 0:
-            batch = self.batch_at(self._step)
-        else:
-            if self._thread is None:
-                self._start(self._step)
-            step, batch = self._queue.get()
-            if isinstance(batch, BaseException):
-                self._shutdown()
-                raise batch
-            assert step == self._step, (step, self._step)
+        if self._iter is None:
+            self._iter = iter(self._reader(self._step))
+        try:
+            batch = next(self._iter)
+        except BaseException:
+            self.close()
+            raise
         self._step += 1
         return batch
 
-    def _start(self, step: int):
-        self._queue = queue.Queue(maxsize=self.prefetch)
-        self._stop = threading.Event()
-        q, stop = self._queue, self._stop
-
-        produce = weakref.WeakMethod(self.batch_at)  # no strong ref: an abandoned iterator is collected
-
-        def work(s=step):
-            while not stop.is_set():
-                batch_at = produce()
-                if batch_at is None:
-                    return
-                try:
-                    item = (s, batch_at(s))
-                except BaseException as e:  # handed to the consumer, raised there
-                    item = (s, e)
-                del batch_at
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if isinstance(item[1], BaseException):
-                    return
-                s += 1
-
-        self._thread = threading.Thread(target=work, name="gencomp-data-prefetch", daemon=True)
-        self._thread.start()
-
-    def _shutdown(self):
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=10)
-        self._thread = self._queue = self._stop = None
+    def _reader(self, step: int) -> grain.IterDataset:
+        """grain IterDataset of batches step, step + 1, ... read by `workers` processes (0: this one)."""
+        ds = self.dataset[step:]
+        if self.workers == 0:
+            return ds.to_iter_dataset(grain.ReadOptions(num_threads=min(self.prefetch, 1),
+                                                        prefetch_buffer_size=self.prefetch))
+        if not flags.FLAGS.is_parsed():
+            # grain <= 0.2.18 reads an absl flag when it starts workers and fails in programs that do
+            # not parse absl flags (pytest, notebooks): google/grain issue 1355. Defaults are parsed flags.
+            flags.FLAGS.mark_as_parsed()
+        return ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=1)).mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=self.workers,
+                                         per_worker_buffer_size=max(1, self.prefetch)))
 
     def close(self):
-        """Stops the prefetch thread (iteration can continue afterwards; it restarts on demand)."""
-        self._shutdown()
+        """Stops grain's reading threads and worker processes (iteration can continue; they restart)."""
+        it, self._iter = self._iter, None
+        if it is not None and hasattr(it, "close"):
+            it.close()
 
     def __del__(self):
         try:
-            self._shutdown()
+            self.close()
         except Exception:
             pass
 
     # -- state -------------------------------------------------------------------------------
     @property
     def step(self) -> int:
-        """Index of the next global batch this iterator yields."""
+        """Index of the next batch this iterator yields."""
         return self._step
 
     def get_state(self) -> dict[str, Any]:
-        """JSON-able position: the next global step plus what the stream depends on."""
+        """JSON-able position: the next step plus what the stream depends on."""
         return {"version": STATE_VERSION, "step": self._step, "seed": self.seed, "batch_size": self.batch_size,
                 "crop_size": self.crop_size, "random_flip": self.random_flip, "small_images": self.small_images,
                 "source": self.source.fingerprint()}
@@ -209,8 +245,14 @@ class TrainIterator:
         """Continues the stream at state["step"]. Raises if seed/batch/crop differ (a different stream)."""
         if not isinstance(state, dict) or "step" not in state:
             raise ValueError(f"Not a data iterator state: {state!r}.")
-        if int(state.get("version", STATE_VERSION)) != STATE_VERSION:
-            raise ValueError(f"Data iterator state version {state.get('version')} unsupported (this is {STATE_VERSION}).")
+        version = int(state.get("version", STATE_VERSION))
+        if version > STATE_VERSION:
+            raise ValueError(f"Data iterator state version {version} is newer than this library's "
+                             f"({STATE_VERSION}); upgrade gencomp_jax to resume this run.")
+        if version < STATE_VERSION:
+            warnings.warn(f"Data iterator state version {version} was written by the pipeline before grain; "
+                          f"training continues at step {state['step']} but the examples after it differ "
+                          "from the ones the original run would have seen.", stacklevel=2)
         for key in ("seed", "batch_size", "crop_size", "random_flip", "small_images"):
             if key in state and state[key] != getattr(self, key):
                 raise ValueError(
@@ -223,8 +265,13 @@ class TrainIterator:
         step = int(state["step"])
         if step < 0:
             raise ValueError(f"Invalid step {step} in data iterator state.")
-        self._shutdown()
+        self.close()
         self._step = step
+
+
+def _workers(data_cfg) -> int:
+    # TODO(lead): config_utils.base_config should hold `data.workers = -1`; until then -1 is the default.
+    return _resolve_workers(data_cfg.get("workers", -1))
 
 
 def make_train_iterator(data_cfg, *, seed: int, process_index: int = 0, process_count: int = 1) -> TrainIterator:
@@ -232,15 +279,17 @@ def make_train_iterator(data_cfg, *, seed: int, process_index: int = 0, process_
 
     Yields {"image": uint8 [data_cfg.batch_size // process_count, crop_size, crop_size, 3]} forever.
     """
+    workers = _workers(data_cfg)
     source = open_source(data_cfg.source, path=data_cfg.path, name=data_cfg.name, split=data_cfg.split,
-                         data_dir=data_cfg.data_dir, training=True)
+                         data_dir=data_cfg.data_dir, training=True,
+                         cache_bytes=DEFAULT_CACHE_BYTES // max(1, workers))
     if isinstance(source, TfdsSource) and data_cfg.image_key:
         source = tfds_source(data_cfg.name, split=data_cfg.split,
                              data_dir=data_cfg.data_dir, image_key=data_cfg.image_key)
     return TrainIterator(source, seed=seed, batch_size=data_cfg.batch_size,
                          crop_size=data_cfg.crop_size, process_index=process_index,
                          process_count=process_count, random_flip=data_cfg.random_flip,
-                         small_images=data_cfg.small_images, prefetch=data_cfg.prefetch)
+                         small_images=data_cfg.small_images, prefetch=data_cfg.prefetch, workers=workers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,7 +298,7 @@ def make_train_iterator(data_cfg, *, seed: int, process_index: int = 0, process_
 
 def center_crop(image: np.ndarray, crop: int, *, small_images: str = "pad") -> np.ndarray:
     """Central crop x crop window of uint8 [H, W, 3] (small images fitted as in training)."""
-    image = _fit_small(np.asarray(image), crop, small_images)
+    image = fit_small(np.asarray(image), crop, small_images)
     h, w = image.shape[:2]
     y, x = (h - crop) // 2, (w - crop) // 2
     return image[y:y + crop, x:x + crop]
@@ -258,35 +307,32 @@ def center_crop(image: np.ndarray, crop: int, *, small_images: str = "pad") -> n
 class EvalBatches:
     """Re-iterable fixed batches for held-out loss: the same center crops every time.
 
-    Batch k holds images (k * B + j) mod N, j < B (global order), center-cropped; process p gets
-    rows [p * B/P, (p+1) * B/P). len() = number of batches.
+    grain: `MapDataset.source(images).repeat().map(CenterCrop)[p::P].batch(B/P)`, so global example
+    g = k * B + r of batch k is image g mod N, and process p holds examples (k * B/P + j) * P + p.
+    The batches are read once (they are few) and kept. len() = number of batches.
     """
 
     def __init__(self, source: ImageSource, *, batch_size: int, crop_size: int, num_batches: int,
                  process_index: int = 0, process_count: int = 1, small_images: str = "pad"):
-        if batch_size % process_count:
-            raise ValueError(f"data.batch_size={batch_size} must be a multiple of process_count={process_count}.")
+        _check_sharding(int(batch_size), int(process_index), int(process_count))
         if num_batches < 1:
             raise ValueError(f"data.eval_num_batches must be >= 1, got {num_batches}.")
         self.source, self.batch_size, self.crop_size = source, int(batch_size), int(crop_size)
         self.num_batches, self.small_images = int(num_batches), small_images
         self.local_batch_size = self.batch_size // process_count
-        self._lo = process_index * self.local_batch_size
-        self._crops: dict[int, np.ndarray] = {}
+        self.dataset = (grain.MapDataset.source(source).repeat()
+                        .map(CenterCrop(self.crop_size, small_images=small_images))
+                        [process_index::process_count]
+                        .batch(self.local_batch_size, drop_remainder=True)[:self.num_batches])
+        self._batches: list[dict[str, np.ndarray]] | None = None
 
     def __len__(self):
         return self.num_batches
 
-    def _crop(self, i: int) -> np.ndarray:
-        if i not in self._crops:
-            self._crops[i] = center_crop(self.source[i], self.crop_size, small_images=self.small_images)
-        return self._crops[i]
-
     def __iter__(self):
-        n = len(self.source)
-        for k in range(self.num_batches):
-            rows = [(k * self.batch_size + self._lo + r) % n for r in range(self.local_batch_size)]
-            yield {"image": np.stack([self._crop(i) for i in rows])}
+        if self._batches is None:
+            self._batches = [self.dataset[k] for k in range(self.num_batches)]
+        return iter(self._batches)
 
 
 def make_eval_iterator(data_cfg, *, process_index: int = 0, process_count: int = 1) -> EvalBatches | None:
@@ -322,8 +368,9 @@ def load_eval_set(name_or_path: str, *, limit: int | None = None) -> list[tuple[
 
     name_or_path: "kodak" (bundled, sha256-verified), "skimage" (bundled photographs),
     "tfds:<name>[:<split>]" (e.g. "tfds:clic:test"; split defaults to "test"), or a folder / file
-    path, several separated by commas, optionally ending in ":<split>" for split sub-folders
-    (e.g. "/data/bsds500:val" reads bsds500/val). limit keeps the first `limit` images.
+    path (any image format Pillow reads), several separated by commas, optionally ending in
+    ":<split>" for split sub-folders (e.g. "/data/bsds500:val" reads bsds500/val). limit keeps the
+    first `limit` images.
     """
     spec = str(name_or_path).strip()
     if not spec:
@@ -352,5 +399,5 @@ def _looks_like_drive(spec: str) -> bool:
     return len(spec) > 2 and spec[1] == ":" and spec[0].isalpha()
 
 
-__all__ = ["TrainIterator", "EvalBatches", "make_train_iterator", "make_eval_iterator", "load_eval_set",
-           "center_crop"]
+__all__ = ["TrainIterator", "EvalBatches", "RandomCrop", "CenterCrop", "make_train_iterator", "make_eval_iterator",
+           "load_eval_set", "center_crop", "fit_small", "default_workers"]

@@ -1,6 +1,7 @@
 """Image sources: random-access collections of uint8 [H, W, 3] images.
 
-- `FolderSource`: PNG/JPEG files under one or more folders (searched recursively). `path` may hold
+- `FolderSource`: image files (every format Pillow reads: PNG, JPEG, TIFF, WebP, BMP, ...; see
+  `image_extensions()`) under one or more folders (searched recursively). `path` may hold
   several comma-separated folders or files; a `split` such as "train" or "train+test" selects
   sub-folders of each folder that has them (so path=".../bsds500", split="train+test" reads
   bsds500/train and bsds500/test; the default split "train" never touches val/).
@@ -20,15 +21,28 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+import functools
 import threading
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from gencomp_jax.data.images import ImageError, MIN_SIDE, read_image
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 KODAK_ENV = "GENCOMP_KODAK_DIR"
+DEFAULT_CACHE_BYTES = 1 << 30
+# Pillow formats that only identify a file (stubs needing an external handler) or need an external
+# program (Ghostscript): a folder's .h5 or .eps file is not taken for an image.
+_NOT_DECODABLE = {"BUFR", "GRIB", "HDF5", "WMF", "EPS", "MPEG"}
+
+
+@functools.cache
+def image_extensions() -> tuple[str, ...]:
+    """Lower-case file extensions of every format Pillow can decode here (".png", ".tif", ".webp", ...)."""
+    Image.init()
+    return tuple(sorted(e for e, fmt in Image.registered_extensions().items()
+                        if fmt in Image.OPEN and fmt not in _NOT_DECODABLE))
 
 # scikit-image's bundled colour photographs (files shipped inside the wheel, no download).
 SKIMAGE_COLOR_PHOTOS = {
@@ -111,20 +125,31 @@ class ArraySource(ImageSource):
 class FolderSource(ImageSource):
     """Image files, decoded on access with `read_image`; decoded images are cached up to a byte budget.
 
-    Names are paths relative to the folder given (without extension), prefixed by that folder's
-    name when several folders are given and names would collide.
+    The cache lives in the process that reads (each grain worker has its own; a pickled source
+    starts with an empty one). cache_bytes=0 turns it off. Names are paths relative to the folder
+    given (without extension), prefixed by that folder's name when several folders are given and
+    names would collide.
     """
 
     def __init__(self, files: Sequence[tuple[str, str]], *, description: str = "folder",
-                 cache_bytes: int = 1 << 30):
+                 cache_bytes: int = DEFAULT_CACHE_BYTES):
         if not files:
             raise DataError(f"{description}: no images.")
         self._names = [n for n, _ in files]
         self._paths = [p for _, p in files]
         self.description = description
+        self.cache_bytes = int(cache_bytes)
         self._cache: dict[int, np.ndarray] = {}
-        self._cache_left = int(cache_bytes)
+        self._cache_left = self.cache_bytes
         self._lock = threading.Lock()
+
+    def __getstate__(self):  # to grain's worker processes: paths only (no lock, no decoded images)
+        return {"_names": self._names, "_paths": self._paths, "description": self.description,
+                "cache_bytes": self.cache_bytes}
+
+    def __setstate__(self, state):
+        self.__init__(list(zip(state["_names"], state["_paths"])), description=state["description"],
+                      cache_bytes=state["cache_bytes"])
 
     @property
     def paths(self) -> list[str]:
@@ -200,7 +225,10 @@ def _split_list(text: str) -> list[str]:
 
 
 def list_image_files(path: str, *, split: str = "") -> list[tuple[str, str]]:
-    """(name, file) pairs, sorted, for PNG/JPEG files under `path` (see module doc for `split`).
+    """(name, file) pairs, sorted, for the image files under `path` (see module doc for `split`).
+
+    Image files are those with an extension of a format Pillow decodes (`image_extensions()`:
+    PNG, JPEG, TIFF, WebP, BMP, PPM, ...), in any letter case.
 
     Args:
       path: a folder or file, or several separated by commas. Folders are searched recursively
@@ -235,8 +263,9 @@ def list_image_files(path: str, *, split: str = "") -> list[tuple[str, str]]:
             for f in _walk_images(d):
                 files.append((f.relative_to(root_path).with_suffix("").as_posix(), str(f)))
         if not files:
-            raise DataError(f"{root}: no PNG/JPEG files found (searched recursively"
-                            f"{' in ' + '+'.join(parts) if parts and dirs[0] != root_path else ''}).")
+            raise DataError(f"{root}: no image files found (searched recursively"
+                            f"{' in ' + '+'.join(parts) if parts and dirs[0] != root_path else ''} for PNG, "
+                            "JPEG, TIFF, WebP, BMP and every other format Pillow reads).")
         groups.append((root_path.name, files))
     all_names = [n for _, fs in groups for n, _ in fs]
     collide = len(set(all_names)) != len(all_names)
@@ -247,11 +276,11 @@ def list_image_files(path: str, *, split: str = "") -> list[tuple[str, str]]:
 
 
 def _walk_images(folder: pathlib.Path):
-    found = []
+    found, extensions = [], image_extensions()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in filenames:
-            if not fn.startswith(".") and fn.lower().endswith(IMAGE_EXTENSIONS):
+            if not fn.startswith(".") and fn.lower().endswith(extensions):
                 found.append(pathlib.Path(dirpath) / fn)
     return sorted(found)
 
@@ -508,11 +537,12 @@ def assert_not_kodak(files: Sequence[str], roots: Sequence[str] = ()) -> None:
 
 
 def open_source(source: str, *, path: str = "", name: str = "", split: str = "", data_dir: str = "",
-                training: bool = True) -> ImageSource:
+                training: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES) -> ImageSource:
     """Opens a source by kind: "skimage" | "folder" | "tfds" | "kodak" (evaluation only).
 
     For "skimage", `path` may name a subset (see `skimage_source`). For "folder", `path` and
-    `split` as in `list_image_files`. For "tfds", `name`, `split`, `data_dir`.
+    `split` as in `list_image_files` (decoded images cached up to `cache_bytes` per reading
+    process). For "tfds", `name`, `split`, `data_dir`.
     """
     source = (source or "").strip().lower()
     if source == "kodak" or (source == "tfds" and name.strip().lower().startswith("kodak")):
@@ -526,7 +556,8 @@ def open_source(source: str, *, path: str = "", name: str = "", split: str = "",
         files = list_image_files(path, split=split)
         if training:
             assert_not_kodak([p for _, p in files], _split_list(path))
-        return FolderSource(files, description=f"folder:{path}" + (f":{split}" if split else ""))
+        return FolderSource(files, description=f"folder:{path}" + (f":{split}" if split else ""),
+                            cache_bytes=cache_bytes)
     if source == "tfds":
         return tfds_source(name, split=split or "train", data_dir=data_dir)
     raise DataError(f"Unknown data source {source!r}; use 'skimage', 'folder' (data.path) or 'tfds' (data.name)"

@@ -1,4 +1,4 @@
-"""Training/eval streams (determinism, resume, process slices), sources, Kodak verification, TFDS."""
+"""grain training/eval streams (determinism, resume, workers, process slices), sources, Kodak verification, TFDS."""
 
 import io
 import json
@@ -21,9 +21,9 @@ def _images(n=7, seed=0):
     return [(f"im{i}", rng.integers(0, 256, shapes[i % len(shapes)] + (3,), dtype=np.uint8)) for i in range(n)]
 
 
-def _it(seed=0, *, batch=4, crop=8, pi=0, pc=1, prefetch=0, **kw):
+def _it(seed=0, *, batch=4, crop=8, pi=0, pc=1, prefetch=0, workers=0, **kw):
     return TrainIterator(ArraySource(_images()), seed=seed, batch_size=batch, crop_size=crop,
-                         process_index=pi, process_count=pc, prefetch=prefetch, **kw)
+                         process_index=pi, process_count=pc, prefetch=prefetch, workers=workers, **kw)
 
 
 def _take(it, n):
@@ -31,10 +31,12 @@ def _take(it, n):
 
 
 def test_stream_is_deterministic_and_seeded():
-    a, b = _take(_it(3), 6), _take(_it(3, prefetch=3), 6)  # background thread: same values
+    a, b = _take(_it(3), 6), _take(_it(3, prefetch=3), 6)  # grain's reading thread: same values
     for x, y in zip(a, b):
         assert x.shape == (4, 8, 8, 3) and x.dtype == np.uint8
         np.testing.assert_array_equal(x, y)
+    for s in (0, 5):  # the stream is a function of (seed, step): random access equals iteration
+        np.testing.assert_array_equal(_it(3).batch_at(s)["image"], a[s])
     c = _take(_it(4), 6)
     assert any(not np.array_equal(x, y) for x, y in zip(a, c))
 
@@ -94,7 +96,7 @@ def test_resume_from_json_state_continues_exact_stream():
     resumed.set_state(state)
     for x, y in zip(expected, _take(resumed, 4)):
         np.testing.assert_array_equal(x, y)
-    # set_state on a running prefetching iterator rewinds it
+    # set_state on a running iterator rewinds it
     ref.set_state(state)
     np.testing.assert_array_equal(next(ref)["image"], expected[0])
     ref.close()
@@ -102,18 +104,59 @@ def test_resume_from_json_state_continues_exact_stream():
         _it(6).set_state(state)
     with pytest.raises(ValueError, match="batch_size"):
         _it(5, batch=8).set_state(state)
+    with pytest.raises(ValueError, match="newer"):
+        _it(5).set_state({**state, "version": 99})
+    with pytest.warns(UserWarning, match="before grain"):  # a checkpoint of the old pipeline: same step
+        _it(5).set_state({k: v for k, v in state.items() if k != "version"} | {"version": 1})
+
+
+def test_two_worker_processes_resume_through_an_orbax_checkpoint(tmp_path):
+    """Kill-and-restart through the checkpoint code: an in-process run saves its position at step 2;
+    a run with 2 grain worker processes restored from that checkpoint yields the batches the
+    uninterrupted run yields."""
+    from gencomp_jax.train.checkpoint import Checkpointer
+
+    uninterrupted = _take(_it(5, batch=4), 6)
+    killed = _it(5, batch=4)
+    _take(killed, 2)
+    ckpt = Checkpointer(tmp_path / "run")
+    ckpt.save(2, {"w": np.zeros(2, np.float32)}, killed.get_state())
+    ckpt.close()
+    del killed
+    ckpt = Checkpointer(tmp_path / "run")
+    _, data_state = ckpt.restore({"w": np.zeros(2, np.float32)})
+    ckpt.close()
+    restarted = _it(5, batch=4, workers=2)
+    assert restarted.workers == 2
+    restarted.set_state(data_state)
+    try:
+        for x, y in zip(uninterrupted[2:], _take(restarted, 4)):
+            np.testing.assert_array_equal(x, y)
+    finally:
+        restarted.close()
 
 
 def test_process_slices_partition_the_global_batch():
+    """Process p of P holds rows p, p + P, ... of the batch one process sees at the same step."""
     full = _take(_it(7, batch=8), 3)
     parts = [_take(_it(7, batch=8, pi=p, pc=4), 3) for p in range(4)]
     for s in range(3):
         assert parts[0][s].shape == (2, 8, 8, 3)
-        np.testing.assert_array_equal(np.concatenate([parts[p][s] for p in range(4)]), full[s])
+        interleaved = np.stack([parts[p][s] for p in range(4)], axis=1).reshape(full[s].shape)
+        np.testing.assert_array_equal(interleaved, full[s])
     with pytest.raises(ValueError, match="multiple"):
         _it(batch=6, pc=4)
     with pytest.raises(ValueError, match="process_index"):
         _it(batch=8, pi=4, pc=4)
+
+
+def test_default_workers_sized_to_the_host():
+    assert [data.default_workers(n) for n in (1, 2, 4, 8, 16, 96)] == [0, 0, 0, 6, 14, 32]
+    cfg = base_config().data
+    cfg.crop_size, cfg.batch_size = 16, 2
+    assert data.make_train_iterator(cfg, seed=0).workers == data.default_workers()
+    with pytest.raises(ValueError, match="data.workers"):
+        _it(workers=-2)
 
 
 def test_small_images_pad_or_upscale():
@@ -152,7 +195,8 @@ def test_folder_splits_commas_and_bad_files(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         data.list_image_files(str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no PNG/JPEG"):
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match="no image files"):
         data.list_image_files(str(tmp_path / "empty"))
 
     cfg = base_config().data
@@ -176,6 +220,26 @@ def test_folder_splits_commas_and_bad_files(tmp_path):
     ev_set = data.load_eval_set(f"{tmp_path / 'ds'}:val")
     assert [n for n, _ in ev_set] == ["val/val0", "val/val1"]
     np.testing.assert_array_equal(ev_set[0][1], val0)
+
+
+def test_folders_read_every_format_pillow_reads(tmp_path):
+    """A TIFF folder (and WebP, BMP, PPM, upper-case extensions) is a training and evaluation set."""
+    rng = np.random.default_rng(1)
+    formats = {"a.tif": "TIFF", "b.TIFF": "TIFF", "c.webp": "WEBP", "d.bmp": "BMP", "e.ppm": "PPM", "f.png": "PNG"}
+    arrays = {}
+    for fname, fmt in formats.items():
+        arrays[fname] = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+        Image.fromarray(arrays[fname]).save(tmp_path / fname, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    (tmp_path / "weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n")  # Pillow only identifies HDF5 (stub): not an image
+    (tmp_path / "readme.txt").write_text("not an image")
+    assert {".tif", ".tiff", ".webp", ".bmp", ".ppm", ".png", ".jpg"} <= set(data.image_extensions())
+    ev = data.load_eval_set(str(tmp_path))  # what `gencomp evaluate --dataset DIR` reads
+    assert [n for n, _ in ev] == ["a", "b", "c", "d", "e", "f"]
+    for (name, image), fname in zip(ev, formats):
+        np.testing.assert_array_equal(image, arrays[fname])
+    cfg = base_config().data
+    cfg.source, cfg.path, cfg.split, cfg.crop_size, cfg.batch_size = "folder", str(tmp_path), "", 8, 6
+    assert len(data.make_train_iterator(cfg, seed=0).source) == 6
 
 
 def test_kodak_loads_verified_and_catches_modified_file(tmp_path, monkeypatch):
