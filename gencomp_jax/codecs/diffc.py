@@ -385,7 +385,8 @@ class DiffCCodec(progressive.ProgressiveBase):
     compress(image, *, seed=None) -> bytes; decompress(data, *, steps=None, reconstruction="denoise",
     reconstruction_steps=None) -> uint8 [H, W, 3] (steps counts segments); estimate_bits(image, steps=)
     = sum of the KLs of the steps in the first `steps` segments on the exact path of compress (PFR
-    included: as slow as compress); ideal_bits(image) = the "ideal DiffC" rates (exact sampling).
+    included: as slow as compress); ideal(image) = the "ideal DiffC" rates and reconstructions (exact
+    sampling of each step, no channel simulation).
     """
 
     name = "diffc"
@@ -503,19 +504,26 @@ class DiffCCodec(progressive.ProgressiveBase):
         ctx, state, _ = self.decode(data, steps=steps)
         return state.k, float(self.chain(ctx.meta).times[state.k])
 
-    def ideal_bits(self, image, *, seed: int | None = None) -> list[float]:
-        """"Ideal DiffC" (rate = sum of KLs, no channel-simulation overhead): the KL bits of every diffusion
-        step along a chain that samples q(x_s | x_t, x_0) exactly (seeded); one entry per diffusion step."""
+    def ideal(self, image, *, seed: int | None = None, at_steps=(), reconstructions=(),
+              reconstruction_steps: int | None = None):
+        """"Ideal DiffC" (rate = sum of KLs, no channel-simulation overhead): a chain that samples every step's
+        q(x_s | x_t, x_0) exactly (seeded like `compress`). Returns (KL bits of every diffusion step,
+        {k: {reconstruction: uint8 [H, W, 3]}} for each k in at_steps (diffusion steps received))."""
         image = images.check_image(image, name="diffc codec input")
         seed = self.seed if seed is None else self._check_seed(seed)
         meta = self.full_meta()
         ctx = self._context(image.shape, seed, meta, image)
         chain = self.chain(meta)
-        z, bits = chain.prior(ctx.shared, ctx.layout.tiles_shape), []
-        for k in range(chain.num_steps):
-            z, b = chain.ideal_step(z, ctx.x, k, ctx.shared, ctx.valid)
-            bits.append(b)
-        return bits
+        z, bits, recs = chain.prior(ctx.shared, ctx.layout.tiles_shape), [], {}
+        for k in range(chain.num_steps + 1):
+            if k in at_steps:
+                recs[k] = {r: np.ascontiguousarray(ctx.layout.from_tiles(self._reconstruct(
+                    ctx, _State(z, k), None, reconstruction=r, reconstruction_steps=reconstruction_steps)))
+                    for r in reconstructions}
+            if k < chain.num_steps:
+                z, b = chain.ideal_step(z, ctx.x, k, ctx.shared, ctx.valid)
+                bits.append(b)
+        return bits, recs
 
 
 def _make_objective(config):
