@@ -1,8 +1,10 @@
 """NTC (scale hyperprior) benchmark: training speed, coding speed, file-size overhead, peak memory.
 
     .venv/bin/python benchmarks/ntc.py [--steps 30] [--train_steps 300] [--images 24] [--checkpoint W]
+        [--method hyperprior|mean_scale]
 
-Measures, for N=128, M=192 on 64x64 crops, batch 8 (CompressAI's bmshj2018-hyperprior setting):
+Measures, for N=128, M=192 on 64x64 crops, batch 8 (CompressAI's bmshj2018-hyperprior setting, or
+mbt2018-mean with --method mean_scale):
   * the real training step (gencomp_jax.train.loop.make_train_step: Adam + clipping + EMA, donated
     state), and a plain jit(value_and_grad) + optax.adam step, in ms/step and steps/s;
   * up-sampling variants of one 5x5 stride-2 layer at 8x32x32x128 (fwd+bwd): SubpixelConv versus
@@ -36,11 +38,10 @@ from gencomp_jax.codecs import ntc  # noqa: E402
 from gencomp_jax.nn.layers import SubpixelConv  # noqa: E402
 
 
-def _config():
-    sys.path.insert(0, str(REPO / "configs"))
-    import hyperprior  # noqa: E402
+def _config(method="hyperprior"):
+    from gencomp_jax.config_utils import load_config
 
-    c = hyperprior.get_config()
+    c = load_config(method)
     c.data.crop_size, c.data.batch_size = 64, 8
     return c
 
@@ -206,14 +207,15 @@ def main():
                     help="also time lax.conv_transpose fwd+bwd (slow on XLA:CPU)")
     ap.add_argument("--skip_codec", action="store_true", help="only the training-speed part")
     ap.add_argument("--checkpoint", default="", help="workdir of a trained hyperprior (optional)")
+    ap.add_argument("--method", default="hyperprior", choices=["hyperprior", "mean_scale"])
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ntc.json"))
     args = ap.parse_args()
 
-    config = _config()
+    config = _config(args.method)
     result = {"machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
                           "load_avg_at_start": os.getloadavg(), "platform": platform.platform(),
                           "jax": jax.__version__},
-              "setting": {"N": config.model.N, "M": config.model.M, "crop": 64, "batch": 8}}
+              "setting": {"method": config.method, "N": config.model.N, "M": config.model.M, "crop": 64, "batch": 8}}
     result["train"] = bench_train(config, args.steps)
     result["upsampling_8x32x32x128"] = bench_upsampling(with_transpose=args.compare_transpose)
     if args.skip_codec:
@@ -225,7 +227,7 @@ def main():
         result["codec_model"] = f"checkpoint {args.checkpoint}"
     else:
         params = quick_train(config, args.train_steps)
-        result["codec_model"] = f"N=128,M=192 after {args.train_steps} quick Adam steps (lr 1e-3)"
+        result["codec_model"] = f"{config.method} N=128,M=192 after {args.train_steps} quick Adam steps (lr 1e-3)"
     result["codec"] = bench_codec(config, params, args.images)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["machine"]["load_avg_at_end"] = os.getloadavg()

@@ -5,6 +5,14 @@ g_s: 4 x (stride-2 up-sampling), IGDN between      [B, h, w, M]        -> [B, 16
 h_a: 3x3 conv, 2 x (5x5 stride-2 conv), ReLU       [B, h, w, M] (|y|)  -> [B, h/4, w/4, N]
 h_s: 2 x (stride-2 up-sampling), 3x3 conv, ReLU    [B, h', w', N]      -> [B, 4 h', 4 w', M]
 
+Mean-scale hyperprior (Minnen et al. 2018; CompressAI `mbt2018-mean`), LeakyReLU, no |y|
+(HyperAnalysis(mean_scale=True), MeanScaleHyperSynthesis):
+h_a: 3x3 conv, 2 x (5x5 stride-2 conv)             [B, h, w, M]        -> [B, h/4, w/4, N]
+h_s: up-sample to M, up-sample to 3M/2, 3x3 conv   [B, h', w', N]      -> [B, 4 h', 4 w', 2M]
+     (channels [..., :M] are the scales, [..., M:] the means, CompressAI's order)
+
+`stride` (a class attribute of each transform) is its total down-sampling factor.
+
 Up-sampling is `SubpixelConv`: the same parameters and function as CompressAI's 5x5 stride-2
 transposed convolutions, computed as 4 polyphase stride-1 convolutions + depth-to-space, which
 trains ~30x faster on XLA:CPU than lax.conv_transpose (DESIGN.md "Performance facts").
@@ -12,7 +20,7 @@ trains ~30x faster on XLA:CPU than lax.conv_transpose (DESIGN.md "Performance fa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -31,6 +39,7 @@ class AnalysisTransform(nn.Module):
 
     N: int = 128
     M: int = 192
+    stride: ClassVar[int] = 16
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -55,14 +64,17 @@ class SynthesisTransform(nn.Module):
 
 
 class HyperAnalysis(nn.Module):
-    """h_a, applied to |y|."""
+    """h_a, applied to |y| with ReLUs; `mean_scale=True`: applied to y with LeakyReLUs (Minnen et al.)."""
 
     N: int = 128
+    mean_scale: bool = False
+    stride: ClassVar[int] = 4
 
     @nn.compact
     def __call__(self, y: Array) -> Array:
-        x = nn.relu(Conv(self.N, 3, name="conv0")(jnp.abs(y)))
-        x = nn.relu(_down(self.N, "conv1")(x))
+        act = nn.leaky_relu if self.mean_scale else nn.relu
+        x = act(Conv(self.N, 3, name="conv0")(y if self.mean_scale else jnp.abs(y)))
+        x = act(_down(self.N, "conv1")(x))
         return _down(self.N, "conv2")(x)
 
 
@@ -77,3 +89,17 @@ class HyperSynthesis(nn.Module):
         x = nn.relu(SubpixelConv(self.N, name="up0")(z))
         x = nn.relu(SubpixelConv(self.N, name="up1")(x))
         return nn.relu(Conv(self.M, 3, name="conv2")(x))
+
+
+class MeanScaleHyperSynthesis(nn.Module):
+    """h_s of the mean-scale hyperprior: z_hat -> (means, raw scales), each [..., M]."""
+
+    N: int = 128
+    M: int = 192
+
+    @nn.compact
+    def __call__(self, z: Array) -> tuple[Array, Array]:
+        x = nn.leaky_relu(SubpixelConv(self.M, name="up0")(z))
+        x = nn.leaky_relu(SubpixelConv(self.M * 3 // 2, name="up1")(x))
+        scales, means = jnp.split(Conv(2 * self.M, 3, name="conv2")(x), 2, axis=-1)
+        return means, scales

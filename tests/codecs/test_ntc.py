@@ -1,4 +1,5 @@
-"""Tests for the hyperprior codec (gencomp_jax/codecs/ntc.py) with a tiny model trained in the test."""
+"""Tests for the NTC codecs (gencomp_jax/codecs/ntc.py): a tiny hyperprior trained in the test, the
+golden file written by the code before the latent-codec refactor, and the mean-scale variant."""
 
 import pathlib
 import subprocess
@@ -13,15 +14,18 @@ import optax
 import pytest
 import skimage.data
 
+from gencomp_jax import registry
 from gencomp_jax.codecs import bitstream, ntc
-from gencomp_jax.codecs.base import Codec, Method
+from gencomp_jax.codecs.base import Codec, Method, codec_id
+from gencomp_jax.data import pad_to_multiple, read_image, to_model
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+GOLDEN = REPO / "tests" / "golden"
 
 
-def _config(n=32, m=48, lmbda=0.01):
+def _config(n=32, m=48, lmbda=0.01, method="hyperprior"):
     c = ml_collections.ConfigDict()
-    c.method = "hyperprior"
+    c.method = method
     c.model = ml_collections.ConfigDict({"N": n, "M": m, "lmbda": lmbda})
     return c
 
@@ -74,12 +78,15 @@ def test_round_trip_symbols_odd_size_and_rate(trained):
     assert isinstance(codec, Codec)
     image = skimage.data.astronaut()[:37, 100:153]  # 37 x 53: padded to 64 x 64
     data = codec.compress(image)
-    header, z_sym, y_sym = codec.decode_symbols(data)
-    assert header.image_shape == (37, 53, 3)
-    x = jnp.asarray(ntc._pad(image)[None], jnp.float32) / 127.5 - 1
-    y, z = codec._analysis(params, x)
+    header, segments = bitstream.unpack(data)
+    assert header.image_shape == (37, 53, 3) and codec.stride == 64
+    assert codec.latent_shape(header.image_shape) == (4, 4, 48)
+    z_sym, y_sym, mean = codec.latent.decode_symbols(segments, (4, 4, 48))
+    y = codec._analysis(params, to_model(pad_to_multiple(image, 64)[None]))
+    z = codec.latent._hyper_analysis(codec.latent.variables, y)
+    np.testing.assert_array_equal(mean, 0.0)  # scale hyperprior: y symbols are round(y)
     np.testing.assert_array_equal(y_sym, np.round(np.asarray(y[0])))
-    np.testing.assert_array_equal(z_sym, codec._z_symbols(np.asarray(z[0])))
+    np.testing.assert_array_equal(z_sym, np.round(np.asarray(z[0]) - codec.latent._z["medians"]))
     rec = codec.decompress(data)
     assert rec.shape == image.shape and rec.dtype == np.uint8
     # real file bits (header included) / estimated bits <= 1.01 on a 512x512 photo
@@ -133,3 +140,50 @@ def test_wrong_model_and_corrupt_files_are_clear_errors(trained):
         codec.decompress(data[:-3])
     with pytest.raises(ValueError, match="uint8"):
         codec.compress(np.zeros((8, 8, 3), np.float32))
+
+
+def test_golden_file_from_before_the_latent_codec_decodes_identically():
+    """tests/golden/hyperprior_golden.gcz was written by the code of 44b2816 (make_hyperprior_golden.py)."""
+    sys.path.insert(0, str(GOLDEN))
+    import make_hyperprior_golden as golden
+
+    params = flax.serialization.msgpack_restore(golden.PARAMS.read_bytes())
+    codec = registry.make_codec(golden.config(), params)
+    data = golden.GCZ.read_bytes()
+    assert bitstream.peek(data).image_shape == (97, 151, 3)
+    np.testing.assert_array_equal(codec.decompress(data), read_image(golden.DECODED))
+    assert codec.compress(read_image(golden.SOURCE)) == data  # and the encoder writes the same bytes
+
+
+def test_mean_scale_codec_round_trip_and_registration():
+    """An untrained mean-scale model (nonzero means from h_s): file codec id 6, decodes to the model's x_hat."""
+    config = _config(n=8, m=12, method="mean_scale")
+    method = registry.make_method(config)
+    assert isinstance(method, ntc.NTCMethod) and codec_id("mean_scale") == 6 and codec_id("hyperprior") == 1
+    params = method.init(jax.random.PRNGKey(3), {"image": jnp.zeros((1, 64, 64, 3))})
+    assert set(params["params"]) == {"g_a", "g_s", "h_a", "h_s", "prior"}
+    codec = registry.make_codec(config, params)
+    assert codec.name == "mean_scale" and codec.decode_options == () and codec.rate_points() == [{}]
+    image = skimage.data.coffee()[:64, :64]
+    data = codec.compress(image)
+    assert data[5] == 6  # the container's codec id byte
+    _, segments = bitstream.unpack(data)
+    _, _, mean = codec.latent.decode_symbols(segments, codec.latent_shape(image.shape))
+    assert np.abs(mean).max() > 1e-3  # the means are used
+    x = to_model(image[None])
+    out = method.model.apply(params, x, train=False)
+    expected = np.asarray(jnp.clip(jnp.round((out["x_hat"][0] + 1) * 127.5), 0, 255)).astype(np.uint8)
+    assert np.mean(codec.decompress(data) == expected) > 0.999
+    hp = _config(n=8, m=12)
+    with pytest.raises(bitstream.BitstreamError, match="mean_scale"):
+        registry.make_codec(hp, registry.make_method(hp).init(jax.random.PRNGKey(3), {"image": x})).decompress(data)
+
+
+def test_mean_scale_config_has_the_hyperprior_keys():
+    from gencomp_jax.config_utils import load_config
+
+    ms, hp = load_config("mean_scale:runlocal,lmbda=0.02"), load_config("hyperprior:runlocal,lmbda=0.02")
+    assert ms.method == "mean_scale" and hp.method == "hyperprior"
+    ms.method = hp.method
+    assert ms.to_dict() == hp.to_dict()
+    assert (load_config("mean_scale:quality=5").model.N, load_config("hyperprior:quality=5").model.N) == (192, 128)
