@@ -18,13 +18,12 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
-from gencomp_jax.config_utils import base_config
+from gencomp_jax.data.images import to_model
 from gencomp_jax.models.unet import count_params
-from gencomp_jax.models.vdm import make_method
+from gencomp_jax.objectives.vdm import VDM
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -46,13 +45,9 @@ def _time(fn, repeats):
 
 
 def bench(name, net, repeats, batch=32, size=32, sample_n=16, sample_steps=100):
-    cfg = base_config()
-    cfg.method = "vdm"
-    cfg.model = ml_collections.ConfigDict(dict(net=net, schedule="learned_linear", gamma_min=-13.3, gamma_max=5.0,
-                                               timesteps=0, prediction="eps"))
-    cfg.data.crop_size = size
-    m = make_method(cfg)
-    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (batch, size, size, 3)), jnp.float32) / 127.5 - 1
+    m = VDM(net=net, schedule="learned_linear", gamma_min=-13.3, gamma_max=5.0, prediction="eps", timesteps=0,
+            sample_size=size, sampler="ode_euler", sample_steps=sample_steps, num_samples=sample_n)
+    x = to_model(np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
     p = m.init(jax.random.PRNGKey(0), {"image": x})
     tx = optax.adam(1e-4)
     st = tx.init(p)
@@ -69,8 +64,7 @@ def bench(name, net, repeats, batch=32, size=32, sample_n=16, sample_steps=100):
         state[0], state[1], l = step(state[0], state[1], x, jax.random.PRNGKey(1))
         return l
     dt = _time(run, repeats)
-    ds = _time(lambda: m._sample_float(p, jax.random.PRNGKey(2), sample_n, sampler="ode_euler",
-                                       steps=sample_steps, shape=(size, size, 3)), 1)
+    ds = _time(lambda: m.sample_float(p, jax.random.PRNGKey(2), sample_n), 1)
     return {"net": name, "params": count_params(p["net"]), "train_step_s": dt, "train_steps_per_s": 1 / dt,
             "sample_images_per_s": sample_n / ds, "sample_steps": sample_steps, "sample_batch": sample_n,
             "load_avg_1min": os.getloadavg()[0]}

@@ -1,4 +1,4 @@
-"""Variational diffusion model (method "vdm", gencomp_jax/models/vdm.py): trained on its ELBO in bits/dim.
+"""Variational diffusion model (method "vdm", gencomp_jax/objectives/vdm.py): trained on its ELBO in bits/dim.
 
 Presets (comma-separated, e.g. `configs/vdm.py:runlocal`):
   runlocal     CPU-sized: 32x32 crops of the bundled scikit-image photographs (held-out: coffee, rocket),
@@ -16,11 +16,11 @@ RUNLOCAL_TRAIN = "astronaut,chelsea,motorcycle_left,motorcycle_right,hubble_deep
 RUNLOCAL_HELDOUT = "coffee,rocket"
 
 
-def get_config(arg=None, *, method="vdm"):
+def get_config(arg=None):
     args = parse_arg(arg, runlocal=False, cifar10=False, imagenet64=False, uqdm_tiny=False, uqdm_small=False,
                      schedule="learned_linear", steps=0)
     config = base_config()
-    config.method = method
+    config.method = "vdm"
     m = config.model
     m.net = dict(arch="unet", ch=64, ch_mult=(1, 2, 2), num_res_blocks=2, attn_levels=(1, 2),
                  dropout=0.0, norm_groups=16)
@@ -29,7 +29,7 @@ def get_config(arg=None, *, method="vdm"):
     m.gamma_max = 5.0
     m.timesteps = 0
     m.prediction = "eps"
-    m.sampler = "ode_heun" if method == "vdm" else "ode_euler"
+    m.sampler = "ode_heun"
     m.sample_steps = 100
     m.num_samples = 16
     m.sample_size = 0

@@ -20,6 +20,8 @@ import ml_collections
 import numpy as np
 import optax
 
+from gencomp_jax.data.images import to_model
+from gencomp_jax.eval import artifacts
 from gencomp_jax.train import checkpoint as ckpt_lib
 from gencomp_jax.train import distributed
 from gencomp_jax.train import logging as log_lib
@@ -35,11 +37,10 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def to_model_input(batch: dict) -> dict:
-    """uint8 images -> float32 in [-1, 1] (inside jit); other entries pass through."""
+    """uint8 images -> float32 in [-1, 1] (data.to_model, inside jit); other entries pass through."""
     out = dict(batch)
-    x = batch["image"]
-    if x.dtype == jnp.uint8:
-        out["image"] = x.astype(jnp.float32) / 127.5 - 1.0
+    if batch["image"].dtype == jnp.uint8:
+        out["image"] = to_model(batch["image"])
     return out
 
 
@@ -57,14 +58,14 @@ def init_state(method, config, mesh, *, tx) -> tuple[TrainState, Any]:
 
     abstract = jax.eval_shape(make)
     shardings = mesh_lib.state_shardings(abstract, mesh,
-                                         fsdp_min_size=int(config.mesh.get("fsdp_min_size", 0)))
+                                         fsdp_min_size=int(config.mesh.fsdp_min_size))
     state = jax.jit(make, out_shardings=shardings)()  # born sharded (FSDP: never whole on one device)
     return state, shardings
 
 
 def make_train_step(method, config, mesh, state_shardings, *, tx, schedule) -> Callable:
     """jit(step)(state, batch_uint8) -> (state, metrics); state donated; metrics replicated scalars."""
-    ema_decay = float(config.train.get("ema_decay", 0.0))
+    ema_decay = float(config.train.ema_decay)
 
     def step_fn(state: TrainState, batch):
         rng = jax.random.fold_in(state.rng, state.step)
@@ -87,7 +88,10 @@ def make_train_step(method, config, mesh, state_shardings, *, tx, schedule) -> C
 
 
 def make_eval_step(method, mesh, params_shardings) -> Callable:
-    """jit(eval)(params, batch_uint8, rng) -> metrics (method.loss with train=False), replicated."""
+    """jit(eval)(params, batch_uint8, rng) -> metrics (method.loss with train=False), replicated.
+
+    Built once per run (`_run`): every evaluation reuses the one compiled function.
+    """
     def eval_fn(params, batch, rng):
         loss, metrics = method.loss(params, to_model_input(batch), rng, False)
         return jax.tree.map(lambda m: jnp.asarray(m, jnp.float32), {**metrics, "loss": loss})
@@ -106,7 +110,7 @@ def _default_train_iterator(config):
 
 def _default_eval_iterator(config):
     """Held-out batches from config.data.eval_* (data.make_eval_iterator), or None."""
-    if not config.data.get("eval_source", ""):
+    if not config.data.eval_source:
         return None
     from gencomp_jax import data
     return data.make_eval_iterator(config.data, process_index=jax.process_index(),
@@ -170,7 +174,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, method=Non
     tx, schedule = make_optimizer(config.optim, num_steps)
 
     # Self-describing workdir: refuse to resume an incompatible run, then (re)write config.json.
-    checkpointer = ckpt_lib.Checkpointer(workdir, keep=int(config.train.get("keep_checkpoints", 2)))
+    checkpointer = ckpt_lib.Checkpointer(workdir, keep=int(config.train.keep_checkpoints))
     try:
         if checkpointer.latest_step() is not None:
             ckpt_lib.check_resumable(config, workdir)
@@ -201,12 +205,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, method=Non
 def _run(config, workdir, *, method, mesh, state, shardings, it, checkpointer, start, num_steps, tx,
          schedule, eval_iterator_fn, main) -> dict:
     train_step = make_train_step(method, config, mesh, shardings, tx=tx, schedule=schedule)
+    use_ema = float(config.train.ema_decay) > 0
+    eval_step = make_eval_step(method, mesh, shardings.ema_params if use_ema else shardings.params)
     writer = log_lib.MetricWriter(workdir, enabled=main)
     bar = log_lib.ProgressBar(total=num_steps, initial=start,
-                              enabled=main and bool(config.train.get("progress_bar", True)))
-    log_every = max(int(config.train.get("log_every", 50)), 1)
-    ckpt_every = int(config.train.get("checkpoint_every", 0))
-    eval_every = int(config.train.get("eval_every", 0))
+                              enabled=main and bool(config.train.progress_bar))
+    log_every = max(int(config.train.log_every), 1)
+    ckpt_every = int(config.train.checkpoint_every)
+    eval_every = int(config.train.eval_every)
     global_bs = int(config.data.batch_size)
     last_ckpt = checkpointer.latest_step()
     final: dict = {}
@@ -248,7 +254,8 @@ def _run(config, workdir, *, method, mesh, state, shardings, it, checkpointer, s
                 final.update(means)
                 window = _Window()
             if (eval_every and done % eval_every == 0) or last:
-                ev = evaluate(method, config, mesh, state, shardings, workdir=workdir, step=done,
+                ev = evaluate(method, config, mesh, state.ema_params if use_ema else state.params,
+                              eval_step=eval_step, workdir=workdir, step=done,
                               eval_iterator_fn=eval_iterator_fn, main=main)
                 if ev:
                     writer.write(done, ev, split="eval")
@@ -266,18 +273,16 @@ def _run(config, workdir, *, method, mesh, state, shardings, it, checkpointer, s
     return final
 
 
-def evaluate(method, config, mesh, state, shardings, *, workdir, step, eval_iterator_fn=None,
+def evaluate(method, config, mesh, params, *, eval_step, workdir, step, eval_iterator_fn=None,
              main=True) -> dict:
-    """Held-out loss metrics (method.loss(train=False), EMA params) and method.eval_artifacts."""
-    params = state.ema_params if float(config.train.get("ema_decay", 0.0)) > 0 else state.params
-    p_shard = shardings.ema_params if params is state.ema_params else shardings.params
+    """Held-out loss metrics (`eval_step` = make_eval_step(...), built once per run) and the method's
+    artifacts: `eval_samples` written as artifacts/samples_<step>.png (eval/artifacts.py), `eval_artifacts`."""
     out: dict = {}
     make_it = eval_iterator_fn if eval_iterator_fn is not None else (lambda: _default_eval_iterator(config))
     it = make_it()
     if it is not None:
         it = iter(it)
-        eval_step = make_eval_step(method, mesh, p_shard)
-        n = int(config.data.get("eval_num_batches", 4))
+        n = int(config.data.eval_num_batches)
         rng = jax.random.PRNGKey(int(config.seed) + 12345)
         window = _Window()
         for i in range(n):
@@ -288,12 +293,19 @@ def evaluate(method, config, mesh, state, shardings, *, workdir, step, eval_iter
             m = eval_step(params, mesh_lib.global_batch(local, mesh), jax.random.fold_in(rng, i))
             window.add({k: float(v) for k, v in mesh_lib.to_host(m).items()})
         out.update(window.means())
+    samples_fn = getattr(method, "eval_samples", None)
     hook = getattr(method, "eval_artifacts", None)
-    if hook is not None:
-        host_params = mesh_lib.to_host(params)  # collective: every process takes part
-        if main:
-            outdir = pathlib.Path(workdir) / "artifacts"
-            outdir.mkdir(parents=True, exist_ok=True)
-            extra = hook(host_params, jax.random.PRNGKey(int(config.seed) + step), outdir, step) or {}
-            out.update({k: float(v) for k, v in extra.items() if np.size(v) == 1})
+    if samples_fn is None and hook is None:
+        return out
+    host_params = mesh_lib.to_host(params)  # collective: every process takes part
+    if main:
+        outdir = pathlib.Path(workdir) / "artifacts"
+        outdir.mkdir(parents=True, exist_ok=True)
+        rng = jax.random.PRNGKey(int(config.seed) + step)
+        images = samples_fn(host_params, rng) if samples_fn is not None else None
+        if images is not None:
+            artifacts.write_sample_grid(outdir / f"samples_{int(step):07d}.png", images)
+            out.update(artifacts.sample_stats(images))
+        extra = (hook(host_params, rng, outdir, step) or {}) if hook is not None else {}
+        out.update({k: float(v) for k, v in extra.items() if np.size(v) == 1})
     return out

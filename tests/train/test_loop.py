@@ -9,6 +9,8 @@ import jax
 import numpy as np
 import pytest
 
+from gencomp_jax.data import read_image
+from gencomp_jax.eval.artifacts import sample_grid
 from gencomp_jax.train import NonFiniteLossError, load_params, train_and_evaluate
 from gencomp_jax.train import checkpoint as ckpt_lib
 from gencomp_jax.train.logging import read_metrics
@@ -24,6 +26,22 @@ class ToyWithArtifacts(ToyAutoencoder):
         (outdir / f"grid_{step}.txt").write_text("ok")
         self.calls.append(step)
         return {"artifact_norm": float(sum(np.sum(np.abs(x)) for x in jax.tree.leaves(params)))}
+
+
+class ToyCountingEvalTraces(ToyAutoencoder):
+    """Counts the traces of loss(train=False) (Python runs the body only when jax traces it); draws samples."""
+
+    def __init__(self):
+        super().__init__()
+        self.eval_traces = 0
+
+    def loss(self, params, batch, rng, train):
+        if not train:
+            self.eval_traces += 1
+        return super().loss(params, batch, rng, train)
+
+    def eval_samples(self, params, rng):
+        return np.asarray(jax.random.randint(rng, (3, 4, 4, 3), 0, 256), np.uint8)
 
 
 def _run(config, workdir, **kw):
@@ -109,3 +127,19 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     assert "no checkpoint was written yet" in msg
     # The guard runs before every checkpoint: no state with a non-finite history is saved.
     assert ckpt_lib.Checkpointer(tmp_path, read_only=True).all_steps() == []
+
+
+def test_eval_loss_is_traced_once_per_run_and_samples_become_a_grid(tmp_path):
+    """Three evaluations of two batches each: the eval step is built and compiled once (one trace of
+    loss(train=False)); eval_samples is written as artifacts/samples_<step>.png at each evaluation."""
+    config = toy_config(**{"train.eval_every": 2, "train.checkpoint_every": 0, "data.eval_num_batches": 2})
+    method = ToyCountingEvalTraces()
+    final = train_and_evaluate(config, tmp_path, method=method, train_iterator=toy_iterator(config),
+                               eval_iterator_fn=lambda: ToyIterator(batch_size=8, crop=8, seed=99))
+    assert [r["step"] for r in read_metrics(tmp_path, split="eval")] == [2, 4, 6]
+    assert method.eval_traces == 1
+    grid = read_image(tmp_path / "artifacts" / "samples_0000004.png", min_side=1)
+    want = method.eval_samples(None, jax.random.PRNGKey(int(config.seed) + 4))
+    np.testing.assert_array_equal(grid, sample_grid(want))
+    assert final["eval/sample_mean"] == pytest.approx(float(np.mean(method.eval_samples(
+        None, jax.random.PRNGKey(int(config.seed) + 6)))))
