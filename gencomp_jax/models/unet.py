@@ -3,7 +3,9 @@
 Two networks, same call signature ``model.apply(params, x, t, y=None, train=False, rngs=...)``:
   x: float32 [B, H, W, C] (the noisy z_t), t: [B] or scalar conditioning value in ~[0, 1] (diffusion time or a
   normalised log-SNR); it is embedded sinusoidally after multiplying by `time_scale` (1000, as in DDPM/VDM).
-  y: optional image-shaped conditioning [B, H, W, Cy], concatenated to x at the input (CDC / HFD).
+  y: optional image-shaped conditioning [B, H, W, Cy], concatenated to x at the input (HFD). `UNet` also takes
+  a list of feature maps [y_0 [B, H, W, C0], y_1 [B, H/2, W/2, C1], ...] (at most one per level): y_0 is
+  concatenated at the input and y_i at the start of level i (CDC's context features, models/cdc.py).
   Returns [B, H, W, out] with out = out_channels (default C), doubled when ``double_output=True``; use
   `split_mean_scale` to get (mean, positive scale) with the scale initialised near 1 (UQDM's learned
   per-pixel scale). Dropout needs ``rngs={"dropout": key}`` when train=True and dropout > 0.
@@ -153,9 +155,31 @@ class _TimeEmbed(nn.Module):
 def _check_inputs(x, y):
     if x.ndim != 4:
         raise ValueError(f"UNet expects x of shape [B, H, W, C], got {x.shape}.")
+    if isinstance(y, (list, tuple)):
+        raise ValueError("This network takes one image-shaped conditioning array y; per-level lists of "
+                         "conditioning maps are for the multi-resolution UNet.")
     if y is not None and (y.ndim != 4 or y.shape[:3] != x.shape[:3]):
         raise ValueError(f"Conditioning y must be image-shaped [B, H, W, Cy] matching x {x.shape[:3]}, got "
                          f"{y.shape}. Resize/upsample it to the image size first.")
+
+
+def _multires_cond(x, y, n_levels):
+    """y (None, one array or a list of per-level maps) -> list of per-level maps, checked (see module docstring)."""
+    if y is None:
+        return []
+    if not isinstance(y, (list, tuple)):
+        _check_inputs(x, y)
+        return [y]
+    if not 1 <= len(y) <= n_levels:
+        raise ValueError(f"A list of conditioning maps needs 1 to {n_levels} entries (one per UNet level), "
+                         f"got {len(y)}.")
+    b, hgt, wid, _ = x.shape
+    for i, yi in enumerate(y):
+        want = (b, hgt // 2 ** i, wid // 2 ** i)
+        if yi.ndim != 4 or tuple(yi.shape[:3]) != want:
+            raise ValueError(f"Conditioning map {i} must have shape [B, H/2^{i}, W/2^{i}, C] = {want + ('C',)}, "
+                             f"got {yi.shape}.")
+    return list(y)
 
 
 class UNet(nn.Module):
@@ -177,7 +201,8 @@ class UNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, t, y=None, *, train: bool = False):
-        _check_inputs(x, y)
+        _check_inputs(x, None)
+        ys = _multires_cond(x, y, len(self.ch_mult))
         if self.upsample not in ("subpixel", "nearest"):
             raise ValueError(f"upsample must be 'subpixel' or 'nearest', got {self.upsample!r}.")
         b, hgt, wid, c = x.shape
@@ -190,13 +215,15 @@ class UNet(nn.Module):
         h = x
         if self.fourier_exponents:
             h = jnp.concatenate([h, fourier_features(x, self.fourier_exponents)], axis=-1)
-        if y is not None:
-            h = jnp.concatenate([h, y.astype(h.dtype)], axis=-1)
+        if ys:
+            h = jnp.concatenate([h, ys[0].astype(h.dtype)], axis=-1)
         h = _conv(self.ch, name="conv_in")(h)
         hs = [h]
         rb = lambda feats: ResBlock(feats, self.norm_groups, self.dropout)  # noqa: E731
         at = lambda: AttnBlock(self.num_heads, self.norm_groups)  # noqa: E731
         for level, mult in enumerate(self.ch_mult):
+            if 0 < level < len(ys):
+                h = jnp.concatenate([h, ys[level].astype(h.dtype)], axis=-1)
             for _ in range(self.num_res_blocks):
                 h = rb(self.ch * mult)(h, cond, train)
                 if level in self.attn_levels:

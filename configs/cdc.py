@@ -1,0 +1,69 @@
+"""CDC: conditional diffusion decoder on a mean-scale hyperprior latent, trained end to end (method "cdc",
+gencomp_jax/codecs/cdc.py; Yang & Mandt 2023, review Eq. 22).
+
+Presets (comma-separated, e.g. `configs/cdc.py:runlocal,beta=0.02`):
+  runlocal     CPU-sized: N=64, M=96, context maps (16, 32, 32, 64), UNet ch 32 with 3 levels; 64x64 crops, batch 8
+  beta=x       rate weight: loss = beta * bpp + (1 - rho) * min(SNR, 5) * MSE(x0) + rho * LPIPS
+  rho=x        LPIPS weight (the paper's models use 0 and 0.9)
+  gpu          N=128, M=192 (the paper's ~ 2 levels wider), UNet ch 64 x (1, 2, 3, 4), 256x256 crops of a TFDS/folder
+               source, batch 8
+  imagenet64   TFDS imagenet_resized/64x64 (the ImageNet-64 points of the UQDM repository)
+  steps=n      override train.num_steps
+"""
+
+from gencomp_jax.config_utils import base_config, parse_arg
+
+
+def get_config(arg=None):
+    args = parse_arg(arg, runlocal=False, gpu=False, imagenet64=False, beta=0.0, rho=-1.0, steps=0)
+    config = base_config()
+    config.method = "cdc"
+    m = config.model
+    m.N, m.M = 128, 192
+    m.context_features = (64, 64, 128, 128)
+    m.context_norm_groups = 16
+    m.net = dict(arch="unet", ch=64, ch_mult=(1, 2, 3, 4), num_res_blocks=2, attn_levels=(3,), norm_groups=16)
+    m.beta = 0.02
+    m.rho = 0.0
+    m.max_snr = 5.0
+    m.gamma_min = -13.3
+    m.gamma_max = 5.0
+    m.sample_steps = 65           # DDIM steps (the paper's default)
+    m.noise_scale = 0.8           # temperature of the initial noise (the reference's 0.8)
+    m.realism = 1.0
+    config.optim.learning_rate = 1e-4
+    config.optim.warmup_steps = 1000
+    config.optim.clip_norm = 1.0
+    config.train.ema_decay = 0.999
+
+    if args.runlocal:
+        m.N, m.M = 64, 96
+        m.context_features = (16, 32, 32, 64)
+        m.context_norm_groups = 8
+        m.net = dict(arch="unet", ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_levels=(2,), norm_groups=8)
+        m.sample_steps = 20
+        config.data.source = "skimage"
+        config.data.crop_size = 64
+        config.data.batch_size = 8
+        config.optim.learning_rate = 1e-3
+        config.optim.warmup_steps = 50
+        config.train.num_steps = 3000
+        config.train.log_every = 100
+        config.train.checkpoint_every = 1000
+        config.train.ema_decay = 0.99
+    if args.gpu or args.imagenet64:
+        config.data.source = "tfds"
+        config.data.name = "clic" if args.gpu else "imagenet_resized/64x64"
+        config.data.crop_size = 256 if args.gpu else 64
+        config.data.batch_size = 8 if args.gpu else 64
+        config.train.num_steps = 1_000_000
+        config.train.log_every = 1000
+        config.train.checkpoint_every = 10_000
+        config.train.eval_every = 10_000
+    if args.beta:
+        m.beta = float(args.beta)
+    if args.rho >= 0:
+        m.rho = float(args.rho)
+    if args.steps:
+        config.train.num_steps = int(args.steps)
+    return config
