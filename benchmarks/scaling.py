@@ -33,11 +33,9 @@ if args["method"] == "toy":
     method = toymethod.ToyAutoencoder(ch=32)
     c = toymethod.toy_config()
 else:
-    import importlib.util
     from gencomp_jax import registry
-    spec = importlib.util.spec_from_file_location("cfg", {repo!r} + "/configs/" + args["method"] + ".py")
-    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
-    c = m.get_config(args["preset"]); method = None
+    from gencomp_jax.config_utils import load_config
+    c = load_config(args["method"] + ":" + (args["preset"] or "")); method = None
 c.data.batch_size, c.data.crop_size = args["batch"], args["crop"]
 c.train.num_steps, c.train.log_every, c.train.checkpoint_every = args["warmup"] + args["steps"], args["warmup"], 0
 c.train.progress_bar, c.data.eval_source = False, ""

@@ -5,7 +5,6 @@ differences taken against the 1-device mesh. Usage: mesh_check.py WORKDIR NAME [
 (NAME: "toy" or a registered method whose configs/<name>.py exists).
 """
 
-import importlib.util
 import json
 import pathlib
 import sys
@@ -44,14 +43,16 @@ def method_and_config(name):
                                     "train.log_every": 1, "optim.warmup_steps": 0})
         return toymethod.ToyAutoencoder(), c
     from gencomp_jax import registry
-    mod = registry.METHODS[name]
+    from gencomp_jax.codecs.base import RegistryError
+    from gencomp_jax.config_utils import load_config
     cfg_file = HERE.parents[1] / "configs" / f"{name}.py"
-    if importlib.util.find_spec(mod) is None or not cfg_file.exists():
+    try:
+        registry.get(name)
+    except RegistryError:
         return None, None
-    spec = importlib.util.spec_from_file_location(f"cfg_{name}", cfg_file)
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    c = m.get_config("runlocal")
+    if not cfg_file.exists():
+        return None, None
+    c = load_config(f"{cfg_file}:runlocal")
     c.data.batch_size, c.data.crop_size = 8, CROPS.get(name, 32)
     c.train.num_steps, c.train.checkpoint_every, c.train.log_every = 1, 0, 1
     c.train.progress_bar, c.optim.warmup_steps = False, 0
