@@ -15,9 +15,9 @@ def make_schedule(optim_cfg, num_steps: int):
     wasted at lr 0). Then "cosine": from lr down to lr * end_factor at `num_steps`; "constant": lr.
     """
     lr = float(optim_cfg.learning_rate)
-    warmup = int(optim_cfg.get("warmup_steps", 0))
-    decay = optim_cfg.get("decay", "cosine")
-    end_factor = float(optim_cfg.get("end_factor", 0.0))
+    warmup = int(optim_cfg.warmup_steps)
+    decay = optim_cfg.decay
+    end_factor = float(optim_cfg.end_factor)
     if decay not in _DECAYS:
         raise ValueError(f"config.optim.decay={decay!r} is not one of {_DECAYS}.")
     if lr <= 0:
@@ -40,12 +40,14 @@ def make_schedule(optim_cfg, num_steps: int):
 def make_optimizer(optim_cfg, num_steps: int) -> tuple[optax.GradientTransformation, callable]:
     """Returns (optax chain, schedule). Adam when weight_decay == 0, AdamW otherwise.
 
-    `config.optim.optimizer` ("adam" | "adamw" | "sgd", optional) forces the choice.
+    Keys of config_utils.base_config() are read as they are. `optimizer` ("adam" | "adamw" | "sgd"), `eps`
+    and `momentum` are optional overrides outside base_config (adding them there would make every saved
+    workdir's config.json differ from the new config, and its run refuse to resume).
     """
     schedule = make_schedule(optim_cfg, num_steps)
-    wd = float(optim_cfg.get("weight_decay", 0.0))
+    wd = float(optim_cfg.weight_decay)
     name = optim_cfg.get("optimizer", "adamw" if wd > 0 else "adam")
-    b1, b2 = float(optim_cfg.get("b1", 0.9)), float(optim_cfg.get("b2", 0.999))
+    b1, b2 = float(optim_cfg.b1), float(optim_cfg.b2)
     eps = float(optim_cfg.get("eps", 1e-8))
     if name == "adam":
         if wd > 0:
@@ -57,6 +59,6 @@ def make_optimizer(optim_cfg, num_steps: int) -> tuple[optax.GradientTransformat
         opt = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=wd)
     else:
         raise ValueError(f"config.optim.optimizer={name!r}: use 'adam', 'adamw' or 'sgd'.")
-    clip = float(optim_cfg.get("clip_norm", 0.0))
+    clip = float(optim_cfg.clip_norm)
     parts = ([optax.clip_by_global_norm(clip)] if clip > 0 else []) + [opt]
     return optax.chain(*parts), schedule
