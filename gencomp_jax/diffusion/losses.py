@@ -321,6 +321,15 @@ def equivalent_weight(target: str, alpha, sigma):
     raise ValueError(f"Unknown target {target!r}; use 'eps', 'x0', 'v' or 'score'.")
 
 
+def _noisy_sample(rng, x, alpha_sigma, antithetic):
+    """Draws t ~ U(0, 1) (antithetic) and z_t = alpha_t x + sigma_t eps; returns (t, z_t, eps, (a, s, a', s'))."""
+    rng_t, rng_e = jax.random.split(rng)
+    t = sample_times(rng_t, x.shape[0], antithetic=antithetic)
+    a, s, da, ds = _derivs(alpha_sigma, t, x)
+    eps = jax.random.normal(rng_e, x.shape)
+    return t, a * x + s * eps, eps, (a, s, da, ds)
+
+
 def denoising_loss(model_fn, x, rng, *, alpha_sigma: AlphaSigmaFn, prediction: str = "eps",
                    target: Optional[str] = None, weighting: Optional[Callable] = None, y=None,
                    antithetic: bool = True):
@@ -332,12 +341,7 @@ def denoising_loss(model_fn, x, rng, *, alpha_sigma: AlphaSigmaFn, prediction: s
     for how targets translate into each other.
     """
     target = target or prediction
-    rng_t, rng_e = jax.random.split(rng)
-    b = x.shape[0]
-    t = sample_times(rng_t, b, antithetic=antithetic)
-    a, s, da, ds = _derivs(alpha_sigma, t, x)
-    eps = jax.random.normal(rng_e, x.shape)
-    z_t = a * x + s * eps
+    t, z_t, eps, (a, s, da, ds) = _noisy_sample(rng, x, alpha_sigma, antithetic)
     pred = _call(model_fn, z_t, t, y)
     x0_hat, eps_hat = process.to_x0_eps(pred, z_t, a, s, prediction=prediction, dalpha=da, dsigma=ds)
     tgt = process.from_x0_eps(x, eps, a, s, prediction=target, dalpha=da, dsigma=ds)
@@ -354,12 +358,7 @@ def flow_matching_loss(model_fn, x, rng, *, y=None, alpha_sigma: AlphaSigmaFn = 
 
     Default path alpha = 1 - t, sigma = t (target eps - x). The model predicts the velocity.
     """
-    rng_t, rng_e = jax.random.split(rng)
-    b = x.shape[0]
-    t = sample_times(rng_t, b, antithetic=antithetic)
-    a, s, da, ds = _derivs(alpha_sigma, t, x)
-    eps = jax.random.normal(rng_e, x.shape)
-    z_t = a * x + s * eps
+    t, z_t, eps, (_, _, da, ds) = _noisy_sample(rng, x, alpha_sigma, antithetic)
     u = da * x + ds * eps
     pred = _call(model_fn, z_t, t, y)
-    return jnp.mean(jnp.square(pred - u).reshape(b, -1), axis=-1)
+    return jnp.mean(jnp.square(pred - u).reshape(x.shape[0], -1), axis=-1)
