@@ -19,6 +19,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from gencomp_jax import config_utils
+
 _log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
@@ -50,7 +52,21 @@ def load_config(workdir) -> ml_collections.ConfigDict:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: {workdir} is not a training workdir "
                                 "(train one with experiments/train.py --workdir ...).")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    return ml_collections.ConfigDict(_with_shared_defaults(json.loads(path.read_text())))
+
+
+def _with_shared_defaults(saved: dict) -> dict:
+    """The saved config with every key of `config_utils.base_config()` it lacks filled in.
+
+    A key added to base_config after a run was saved gets its default, which by convention reproduces
+    the old behaviour; so old workdirs keep loading and resuming (method-specific keys are migrated by
+    the method, e.g. models/uqdm.model_config)."""
+    def merge(base: dict, over: dict) -> dict:
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        return out
+    return merge(config_utils.base_config().to_dict(), saved)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -75,7 +91,7 @@ def check_resumable(config, workdir) -> None:
     path = pathlib.Path(workdir) / CONFIG_FILE
     if not path.exists():
         return
-    diffs = config_differences(json.loads(path.read_text()), config_to_dict(config))
+    diffs = config_differences(_with_shared_defaults(json.loads(path.read_text())), config_to_dict(config))
     bad = [d for d in diffs if not any(d[0] == r or (r.endswith(".") or r.endswith("_")) and
                                         d[0].startswith(r) for r in RESUMABLE_KEYS)]
     if bad:
