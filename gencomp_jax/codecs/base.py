@@ -48,9 +48,11 @@ class Method(Protocol):
     Both must be jit-able pure functions of their arguments. `train=False` is the evaluation mode
     (e.g. rounding instead of additive noise).
 
-    Optional hook: `eval_artifacts(params, rng, outdir, step) -> dict` (plain Python, not jitted);
-    the training loop calls it on process 0 at each evaluation, e.g. to write a PNG grid of samples
-    to `outdir`, and logs the returned scalars.
+    Optional hooks, called by the training loop on process 0 at each evaluation (plain Python, not jitted):
+      eval_samples(params, rng) -> uint8 [n, H, W, 3] | None: samples the loop writes as a PNG grid
+        (artifacts/samples_<step>.png, eval/artifacts.py) and summarises in the log;
+      eval_artifacts(params, rng, outdir, step) -> dict: anything else to write to `outdir`; the returned
+        scalars are logged.
     """
 
     def init(self, rng: Any, batch: Mapping[str, Any]) -> PyTree: ...
