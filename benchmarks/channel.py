@@ -24,6 +24,8 @@ from gencomp_jax.channel import dq, index_coding, pfr  # noqa: E402
 from gencomp_jax.channel.randomness import PURPOSE_PFR, SharedRandomness  # noqa: E402
 from gencomp_jax.entropy import coder  # noqa: E402
 
+from _machine import machine_info  # noqa: E402  (benchmarks/ is sys.path[0]: the one "which CPU" helper)
+
 OUT = pathlib.Path(__file__).resolve().parent / "results"
 
 
@@ -152,13 +154,6 @@ def bench_escapes(n=200_000, reps=3):
     return rows
 
 
-def _cpu_model():
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
-
-
 SECTIONS = {"dq": lambda: bench_dq(), "pfr_chunk": lambda: bench_pfr_chunk(), "chunked": lambda: bench_chunked(),
             "padding": lambda: padding_table(), "escapes": lambda: bench_escapes()}
 
@@ -168,8 +163,7 @@ def main(sections=()):
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise SystemExit(f"unknown sections {sorted(unknown)}; choose from {list(SECTIONS)}")
-    machine = {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(), "cpu": _cpu_model(),
-               "jax": jax.__version__, "date": time.strftime("%Y-%m-%d")}
+    machine = {**machine_info(), "date": time.strftime("%Y-%m-%d")}
     path = OUT / "channel.json"
     res = json.loads(path.read_text()) if sections and path.exists() else {}
     for name in sections or SECTIONS:

@@ -13,7 +13,7 @@ import functools
 import json
 import os
 import pathlib
-import platform
+from _machine import machine_info  # benchmarks/ is sys.path[0]: the one "which CPU" helper
 import time
 
 import jax
@@ -81,8 +81,7 @@ def main():
         print(f"{r['net']:<16}{r['params']:>10}{r['train_step_s']:>9.3f}{r['train_steps_per_s']:>9.2f}"
               f"{r['sample_images_per_s']:>24.2f}")
     out = {"benchmark": "diffusion", "batch": 32, "image": [32, 32, 3], "results": rows,
-           "machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
-                       "platform": platform.platform(), "jax": jax.__version__}}
+           "machine": machine_info()}
     path = ROOT / "benchmarks" / "results" / "diffusion.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))

@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import pathlib
-import platform
+from _machine import machine_info  # benchmarks/ is sys.path[0]: the one "which CPU" helper
 import tempfile
 import time
 
@@ -41,8 +41,7 @@ def main():
              for l in lines if l["split"] == "train"]
     out = {"config": f"configs/{a.config}.py:runlocal", "steps": a.steps, "wall_s": time.time() - t0,
            "heldout_curve": curve, "train_curve": train, "steps_per_sec": final.get("steps_per_sec"),
-           "machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
-                       "platform": platform.platform()}}
+           "machine": machine_info()}
     print(f"{'step':>6} {'held-out bpd':>13} {'fm_loss':>9}")
     for c in curve:
         print(f"{c['step']:>6} {c['bits_per_dim'] if c['bits_per_dim'] is not None else float('nan'):>13.4f} "

@@ -16,7 +16,7 @@ import io
 import json
 import os
 import pathlib
-import platform
+from _machine import machine_info  # benchmarks/ is sys.path[0]: the one "which CPU" helper
 import sys
 import tempfile
 import time
@@ -105,8 +105,7 @@ def main():
     print(f"{'fid (192x2048 per side, once)':38s} {t_fid:10.4f}")
     print(f"{'kid (100 subsets, once)':38s} {t_kid:10.4f}")
     out = {
-        "machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
-                    "platform": platform.platform(), "jax": jax.__version__},
+        "machine": machine_info(),
         "images": len(refs), "image_shapes": sorted({str(x.shape) for x in refs}),
         "seconds_per_image": {k: v[1] for k, v in rows.items()},
         "first_call_seconds": {k: v[0] for k, v in rows.items()},

@@ -21,7 +21,7 @@ import argparse
 import json
 import os
 import pathlib
-import platform
+from _machine import machine_info  # benchmarks/ is sys.path[0]: the one "which CPU" helper
 import resource
 import sys
 import time
@@ -212,8 +212,7 @@ def main():
     args = ap.parse_args()
 
     config = _config(args.method)
-    result = {"machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
-                          "load_avg_at_start": os.getloadavg(), "platform": platform.platform(),
+    result = {"machine": {**machine_info(), "load_avg_at_start": os.getloadavg(),
                           "jax": jax.__version__},
               "setting": {"method": config.method, "N": config.model.N, "M": config.model.M, "crop": 64, "batch": 8}}
     result["train"] = bench_train(config, args.steps)

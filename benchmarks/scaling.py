@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 import pathlib
-import platform
+from _machine import machine_info  # benchmarks/ is sys.path[0]: the one "which CPU" helper
 import subprocess
 import sys
 import tempfile
@@ -86,8 +86,7 @@ def main():
               f"{row['examples_per_sec']:10.1f} examples/s")
     result = {"benchmark": "scaling", "method": a.method, "preset": a.preset, "global_batch": a.batch,
               "crop": a.crop, "timed_steps": a.steps, "platform": a.platform, "rows": rows,
-              "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                          "node": platform.machine()},
+              "machine": machine_info(jax=False),
               "note": ("forced host devices share the same CPU cores: the curve measures the "
                        "sharding/collective overhead of the loop, not a speed-up" if a.platform == "cpu" else "")}
     pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)

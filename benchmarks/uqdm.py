@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 import pathlib
-import platform
+from _machine import machine_info  # benchmarks/ is sys.path[0]: the one "which CPU" helper
 import resource
 import sys
 import time
@@ -59,9 +59,7 @@ def main(argv=None):
     cfg = _config(args.config_arg)
     crop = int(cfg.data.crop_size)
     params = C.initial_params(cfg, params_file=args.params)
-    res = {"machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
-                       "platform": platform.platform(), "load_average_at_start": os.getloadavg(),
-                       "jax": jax.__version__},
+    res = {"machine": {**machine_info(), "load_average_at_start": os.getloadavg()},
            "config": args.config_arg, "num_params": count_params(params), "T": int(cfg.model.diffusion_steps),
            "learned_scale": bool(cfg.model.learned_scale), "trained_params": bool(args.params)}
     codec = C.make_codec(cfg, params)

@@ -37,7 +37,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -250,19 +249,11 @@ def _wait_quiet(max_load: float, timeout: float) -> dict:
 def machine_info(threads: int) -> dict:
     import torch
 
-    cpu_model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from _machine import machine_info as _machine_info  # the one "which CPU" helper (model, vector extensions)
+
     return {
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
+        **_machine_info(jax=False),
         "torch": torch.__version__,
         "compressai": importlib.metadata.version("compressai"),
         "torch_num_threads": threads,
