@@ -41,9 +41,7 @@ import os
 import warnings
 from typing import Any
 
-import grain
 import numpy as np
-from absl import flags
 from PIL import Image
 
 from gencomp_jax.data.images import read_image
@@ -56,15 +54,19 @@ _SEED_MASK = (1 << 64) - 1
 SMALL_IMAGE_POLICIES = ("pad", "upscale")
 
 
+def _grain():
+    """grain, imported on first use: `gencomp compress` and friends import this package but read no stream."""
+    import grain
+
+    return grain
+
+
 def default_workers(cpu_count: int | None = None) -> int:
     """Worker processes for data.workers = -1: none on a small host (<= 4 cores, where a worker only
     competes with XLA for the same cores and the in-process reading thread does the same job), else
     all cores but two (the training process and its dispatch thread), at most 32."""
     if cpu_count is None:
-        try:
-            cpu_count = len(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux
-            cpu_count = os.cpu_count() or 1
+        cpu_count = _usable_cores()
     return 0 if cpu_count <= 4 else min(cpu_count - 2, 32)
 
 
@@ -90,15 +92,15 @@ def fit_small(image: np.ndarray, crop: int, policy: str) -> np.ndarray:
     return np.pad(image, [(0, max(0, crop - h)), (0, max(0, crop - w)), (0, 0)], mode="symmetric")
 
 
-class RandomCrop(grain.transforms.RandomMap):
-    """grain transform: uint8 [H, W, 3] -> {"image": uint8 [crop, crop, 3]}, a uniform window
+class RandomCrop:
+    """grain random_map transform: uint8 [H, W, 3] -> {"image": uint8 [crop, crop, 3]}, a uniform window
     (offsets floor(u * (side - crop + 1))) of the fitted image, mirrored left-right with
     probability 1/2 when `flip`."""
 
     def __init__(self, crop: int, *, flip: bool, small_images: str):
         self.crop, self.flip, self.small_images = int(crop), bool(flip), small_images
 
-    def random_map(self, image, rng: np.random.Generator):
+    def __call__(self, image, rng: np.random.Generator):
         c = self.crop
         uy, ux, uf = rng.random(3)
         image = fit_small(image, c, self.small_images)
@@ -110,13 +112,13 @@ class RandomCrop(grain.transforms.RandomMap):
         return {"image": np.ascontiguousarray(out)}
 
 
-class CenterCrop(grain.transforms.Map):
-    """grain transform: uint8 [H, W, 3] -> {"image": uint8 [crop, crop, 3]}, the central window."""
+class CenterCrop:
+    """grain map transform: uint8 [H, W, 3] -> {"image": uint8 [crop, crop, 3]}, the central window."""
 
     def __init__(self, crop: int, *, small_images: str):
         self.crop, self.small_images = int(crop), small_images
 
-    def map(self, image):
+    def __call__(self, image):
         return {"image": np.ascontiguousarray(center_crop(image, self.crop, small_images=self.small_images))}
 
 
@@ -162,23 +164,23 @@ class TrainIterator:
         self.workers = _resolve_workers(workers)
         shuffle_seed, crop_seed = _stream_seeds(self.seed)
         self._shuffle_seed = shuffle_seed
-        examples = self._visit(grain.MapDataset.source(source)).random_map(
+        examples = self._visit(_grain().MapDataset.source(source)).random_map(
             RandomCrop(crop_size, flip=self.random_flip, small_images=small_images), seed=crop_seed)
         self.dataset = self._local_batches(examples)
         self._step = 0
         self._iter = None
 
-    def _visit(self, ds: grain.MapDataset) -> grain.MapDataset:
+    def _visit(self, ds):
         """Epoch-wise reshuffled, endless order of a dataset of len(source) elements."""
         return ds.shuffle(seed=self._shuffle_seed).repeat()
 
-    def _local_batches(self, ds: grain.MapDataset) -> grain.MapDataset:
+    def _local_batches(self, ds):
         return ds[self.process_index::self.process_count].batch(self.local_batch_size, drop_remainder=True)
 
     # -- pure stream definition --------------------------------------------------------------
     def indices_at(self, step: int) -> np.ndarray:
         """Source indices of this process's batch `step` (int64 [B/P]), through the same grain order."""
-        order = self._local_batches(self._visit(grain.MapDataset.range(len(self.source))))
+        order = self._local_batches(self._visit(_grain().MapDataset.range(len(self.source))))
         return np.asarray(order[int(step)], dtype=np.int64)
 
     def batch_at(self, step: int) -> dict[str, np.ndarray]:
@@ -201,14 +203,20 @@ class TrainIterator:
             self.close()
             raise
         self._step += 1
+        if self.workers:
+            # Worker batches arrive in grain's shared-memory arrays; a plain copy (~1 ms for 16 x 256^2)
+            # frees the segment now instead of when the caller drops the batch, or at interpreter exit.
+            batch = {k: np.array(v) for k, v in batch.items()}
         return batch
 
-    def _reader(self, step: int) -> grain.IterDataset:
+    def _reader(self, step: int):
         """grain IterDataset of batches step, step + 1, ... read by `workers` processes (0: this one)."""
-        ds = self.dataset[step:]
+        grain, ds = _grain(), self.dataset[step:]
         if self.workers == 0:
             return ds.to_iter_dataset(grain.ReadOptions(num_threads=min(self.prefetch, 1),
                                                         prefetch_buffer_size=self.prefetch))
+        from absl import flags
+
         if not flags.FLAGS.is_parsed():
             # grain <= 0.2.18 reads an absl flag when it starts workers and fails in programs that do
             # not parse absl flags (pytest, notebooks): google/grain issue 1355. Defaults are parsed flags.
@@ -274,6 +282,38 @@ def _workers(data_cfg) -> int:
     return _resolve_workers(data_cfg.get("workers", -1))
 
 
+# The training loop waits for its next batch at most this fraction of the time before it says so.
+INPUT_BOUND_FRACTION = 0.1
+
+
+def input_bound_message(data_cfg, *, wait_fraction: float, wait_s_per_step: float) -> str | None:
+    """What the training loop logs when it waited for data more than INPUT_BOUND_FRACTION of the
+    time (None otherwise): the measurement and what to change in config.data."""
+    if not wait_fraction > INPUT_BOUND_FRACTION:
+        return None
+    workers, cores = _workers(data_cfg), _usable_cores()
+    tips = []
+    if workers < cores - 1:
+        tips.append(f"raise config.data.workers (now {workers}; this host has {cores} cores, grain runs one "
+                    "decoding process per worker)")
+    if int(data_cfg.prefetch) < 2:
+        tips.append(f"raise config.data.prefetch (now {data_cfg.prefetch}) to 2 or more")
+    tips.append("store the images at the size you train on: every crop decodes its whole image (a 2048x1365 "
+                "PNG costs about 50x the CPU of a 481x321 JPEG, benchmarks/input.py)")
+    if str(data_cfg.source).lower() == "folder":
+        tips.append("or prepare the set as a TFDS array_record data set (source='tfds') on local disk")
+    return (f"Input-bound: the training loop waited for data {wait_fraction:.0%} of the time "
+            f"({1e3 * wait_s_per_step:.1f} ms per step), so the accelerator idles. To feed it: "
+            + "; ".join(tips) + ".")
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def make_train_iterator(data_cfg, *, seed: int, process_index: int = 0, process_count: int = 1) -> TrainIterator:
     """The training iterator for config.data (source "skimage" | "folder" | "tfds"; never Kodak).
 
@@ -320,7 +360,7 @@ class EvalBatches:
         self.source, self.batch_size, self.crop_size = source, int(batch_size), int(crop_size)
         self.num_batches, self.small_images = int(num_batches), small_images
         self.local_batch_size = self.batch_size // process_count
-        self.dataset = (grain.MapDataset.source(source).repeat()
+        self.dataset = (_grain().MapDataset.source(source).repeat()
                         .map(CenterCrop(self.crop_size, small_images=small_images))
                         [process_index::process_count]
                         .batch(self.local_batch_size, drop_remainder=True)[:self.num_batches])
@@ -400,4 +440,5 @@ def _looks_like_drive(spec: str) -> bool:
 
 
 __all__ = ["TrainIterator", "EvalBatches", "RandomCrop", "CenterCrop", "make_train_iterator", "make_eval_iterator",
-           "load_eval_set", "center_crop", "fit_small", "default_workers"]
+           "load_eval_set", "center_crop", "fit_small", "default_workers", "input_bound_message",
+           "INPUT_BOUND_FRACTION"]
