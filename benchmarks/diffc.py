@@ -204,8 +204,10 @@ def main():
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "diffc.json"))
     ap.add_argument("--quick", action="store_true", help="Gaussian part only at max_chunk_bits 12")
     ap.add_argument("--skip-gaussian", action="store_true")
-    ap.add_argument("--max-chunk-bits", type=int, default=None, help="override the image codec's max_chunk_bits")
-    ap.add_argument("--chunking", default=None)
+    ap.add_argument("--skip-image", action="store_true")
+    ap.add_argument("--diffc", action="append", default=[],
+                    help="KEY=VALUE overrides of config.model.diffc for the image codec (repeatable), e.g. "
+                         "max_chunk_bits=12, chunking=diffc, num_steps=15, end=400")
     args = ap.parse_args()
     res = dict(cpu=_cpu(), cores=os.cpu_count(), jax=jax.__version__, backend=jax.default_backend(),
                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -223,12 +225,10 @@ def main():
         for r in res["ode_vs_ancestral"]:
             print(f"tau {r['tau']:.2f} SNR {r['snr']:.3g}: flow gain {r['flow_gain_db']:.2f} dB "
                   f"(theory {r['flow_gain_db_theory']:.2f}); MSE {r['mse']}", flush=True)
-    if not args.quick:
-        ov = {}
-        if args.max_chunk_bits:
-            ov["max_chunk_bits"] = args.max_chunk_bits
-        if args.chunking:
-            ov["chunking"] = args.chunking
+    if not (args.quick or args.skip_image):
+        from gencomp_jax.config_utils import parse_value
+
+        ov = {k: parse_value(v) for k, v in (o.split("=", 1) for o in args.diffc)}
         res["image"] = image_timing(args.workdir, overrides=ov)
         im = res["image"]
         print(f"64x64: encode {im['encode_seconds_first']:.1f} s (warm {im['encode_seconds_warm']:.1f} s), decode "

@@ -1,7 +1,7 @@
 """DiffC progressive RD curve with real files, next to "ideal DiffC" (rate = sum of KLs, exact sampling).
 
     python experiments/diffc_rd.py --workdir runs/diffc [--dataset kodak] [--limit 4] [--crop 64]
-        [--reconstruction_steps 20] [--out_dir experiments/results/diffc_rd]
+        [--reconstruction_steps 20] [--diffc num_steps=15 --diffc end=400 ...] [--out_dir experiments/results/diffc_rd]
 
 Real files: the eval library (one file per image, each rate point decoded from its truncated prefix,
 bpp from those bytes), every (segments, reconstruction) point of `codec.rate_points()`. Ideal DiffC: the
@@ -49,13 +49,20 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=4)
     ap.add_argument("--crop", type=int, default=64)
     ap.add_argument("--reconstruction_steps", type=int, default=20)
+    ap.add_argument("--diffc", action="append", default=[],
+                    help="KEY=VALUE override of the workdir's config.model.diffc (repeatable)")
     ap.add_argument("--out_dir", default=str(REPO / "experiments" / "results" / "diffc_rd"))
     args = ap.parse_args(argv)
 
+    from gencomp_jax import registry
+    from gencomp_jax.config_utils import parse_value
     from gencomp_jax.eval import evaluate
-    from gencomp_jax.eval.loading import load_codec
+    from gencomp_jax.train import checkpoint
 
-    codec = load_codec(args.workdir)
+    config, params = checkpoint.load_params(pathlib.Path(args.workdir), ema=True)
+    for k, v in (o.split("=", 1) for o in args.diffc):
+        config.model.diffc[k] = parse_value(v)
+    codec = registry.make_codec(config, params)
     crops = _crops(args.dataset, args.limit, args.crop)
     out_dir = pathlib.Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

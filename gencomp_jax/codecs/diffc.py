@@ -500,9 +500,21 @@ class DiffCCodec(progressive.ProgressiveBase):
 
     # -- extras ----------------------------------------------------------------------------------------
     def steps_received(self, data: bytes, *, steps: int | None = None) -> tuple[int, float]:
-        """(diffusion steps decoded, time tau of the last one) after `steps` segments of `data`."""
-        ctx, state, _ = self.decode(data, steps=steps)
-        return state.k, float(self.chain(ctx.meta).times[state.k])
+        """(diffusion steps decoded, time tau of the last one) after `steps` segments of `data` (reads the
+        step counts of the segments; runs no network)."""
+        header, segments = bitstream.unpack(data, codec=self.name, params_hash=self.fingerprint, allow_partial=True)
+        meta = self._parse_meta(header.meta)
+        self._check_meta(meta)
+        k = 0
+        for seg in segments[:len(segments) if steps is None else int(steps)]:
+            try:
+                k += read_varint(seg, 0)[0]
+            except VarintError:
+                raise bitstream.BitstreamError("corrupted diffc file: a segment's step count is cut off") from None
+        chain = self.chain(meta)
+        if k > chain.num_steps:
+            raise bitstream.BitstreamError(f"corrupted diffc file: {k} steps, the schedule has {chain.num_steps}")
+        return k, float(chain.times[k])
 
     def ideal(self, image, *, seed: int | None = None, at_steps=(), reconstructions=(),
               reconstruction_steps: int | None = None):
