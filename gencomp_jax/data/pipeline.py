@@ -282,14 +282,16 @@ def _workers(data_cfg) -> int:
     return _resolve_workers(data_cfg.get("workers", -1))
 
 
-# The training loop waits for its next batch at most this fraction of the time before it says so.
+# The training loop says it is input-bound when it waited for its next batch more than this fraction
+# of the time and more than INPUT_BOUND_MIN_WAIT_S per step (a tiny step makes any wait a large share).
 INPUT_BOUND_FRACTION = 0.1
+INPUT_BOUND_MIN_WAIT_S = 5e-4
 
 
 def input_bound_message(data_cfg, *, wait_fraction: float, wait_s_per_step: float) -> str | None:
-    """What the training loop logs when it waited for data more than INPUT_BOUND_FRACTION of the
-    time (None otherwise): the measurement and what to change in config.data."""
-    if not wait_fraction > INPUT_BOUND_FRACTION:
+    """What the training loop logs when it is input-bound (None otherwise): the measurement and what
+    to change in config.data."""
+    if not (wait_fraction > INPUT_BOUND_FRACTION and wait_s_per_step > INPUT_BOUND_MIN_WAIT_S):
         return None
     workers, cores = _workers(data_cfg), _usable_cores()
     tips = []
@@ -441,4 +443,4 @@ def _looks_like_drive(spec: str) -> bool:
 
 __all__ = ["TrainIterator", "EvalBatches", "RandomCrop", "CenterCrop", "make_train_iterator", "make_eval_iterator",
            "load_eval_set", "center_crop", "fit_small", "default_workers", "input_bound_message",
-           "INPUT_BOUND_FRACTION"]
+           "INPUT_BOUND_FRACTION", "INPUT_BOUND_MIN_WAIT_S"]

@@ -3,7 +3,8 @@
 Layout of a workdir:
   config.json                the run's config (written at the start by process 0)
   checkpoints/<step>/state   the TrainState pytree (orbax, written by all processes together)
-  checkpoints/<step>/data    the data-iterator state of every process (JSON)
+  checkpoints/<step>/data    the data-iterator state of every process (JSON; for the grain pipeline
+                             the next step, which fixes the stream whatever data.workers is)
   metrics.jsonl, tensorboard/, artifacts/   (train/logging.py)
 """
 
@@ -29,7 +30,9 @@ CHECKPOINT_DIR = "checkpoints"
 # Keys that may differ between the saved config of a workdir and the config of a resumed run.
 RESUMABLE_KEYS = ("train.num_steps", "train.log_every", "train.eval_every", "train.checkpoint_every",
                   "train.keep_checkpoints", "train.progress_bar", "mesh.", "eval.", "data.eval_",
-                  "data.data_dir", "data.path")
+                  "data.data_dir", "data.path",
+                  # how the stream is read, not which stream (it is a function of seed and step)
+                  "data.workers", "data.prefetch")
 
 
 # ----------------------------------------------------------------------------------- config.json

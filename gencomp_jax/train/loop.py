@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from gencomp_jax import data
 from gencomp_jax.data.images import to_model
 from gencomp_jax.eval import artifacts
 from gencomp_jax.train import checkpoint as ckpt_lib
@@ -102,7 +103,6 @@ def make_eval_step(method, mesh, params_shardings) -> Callable:
 
 # ------------------------------------------------------------------------------------ helpers
 def _default_train_iterator(config):
-    from gencomp_jax import data
     return data.make_train_iterator(config.data, seed=int(config.seed),
                                     process_index=jax.process_index(),
                                     process_count=jax.process_count())
@@ -112,7 +112,6 @@ def _default_eval_iterator(config):
     """Held-out batches from config.data.eval_* (data.make_eval_iterator), or None."""
     if not config.data.eval_source:
         return None
-    from gencomp_jax import data
     return data.make_eval_iterator(config.data, process_index=jax.process_index(),
                                    process_count=jax.process_count())
 
@@ -133,10 +132,11 @@ def _raise_nonfinite(step: int, values: dict, config, last_ckpt: int | None, wor
 
 
 class _Window:
-    """Host-side running means of step metrics between two log lines."""
+    """Host-side running means of step metrics between two log lines, and the seconds the loop
+    waited for its next batch (`data_s`)."""
 
     def __init__(self):
-        self.sums, self.n, self.t0 = {}, 0, time.perf_counter()
+        self.sums, self.n, self.t0, self.data_s, self.data_n = {}, 0, time.perf_counter(), 0.0, 0
 
     def add(self, values: dict):
         for k, v in values.items():
@@ -175,6 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, method=Non
 
     # Self-describing workdir: refuse to resume an incompatible run, then (re)write config.json.
     checkpointer = ckpt_lib.Checkpointer(workdir, keep=int(config.train.keep_checkpoints))
+    it = None
     try:
         if checkpointer.latest_step() is not None:
             ckpt_lib.check_resumable(config, workdir)
@@ -200,6 +201,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, method=Non
                     schedule=schedule, eval_iterator_fn=eval_iterator_fn, main=main)
     finally:
         checkpointer.close()
+        if train_iterator is None and it is not None:
+            it.close()  # the pipeline this run opened: its grain worker processes stop now
 
 
 def _run(config, workdir, *, method, mesh, state, shardings, it, checkpointer, start, num_steps, tx,
@@ -219,6 +222,7 @@ def _run(config, workdir, *, method, mesh, state, shardings, it, checkpointer, s
     window = _Window()
     pending = None  # (step index, device metrics) of the previous step: checked one step late
     t_start, steps_run = time.perf_counter(), 0
+    wait_fraction, warned_at = 0.0, None  # input-bound check: share of the time spent waiting in next(it)
 
     def drain():
         nonlocal pending
@@ -230,11 +234,16 @@ def _run(config, workdir, *, method, mesh, state, shardings, it, checkpointer, s
         if _nonfinite(values):
             _raise_nonfinite(s, values, config, last_ckpt, workdir)
         window.add(values)
-        bar.update(1, loss=values["loss"])
+        bar.update(1, loss=values["loss"], input_wait=wait_fraction)
 
     try:
         for step in range(start, num_steps):
-            batch = mesh_lib.global_batch(next(it), mesh)
+            t_data = time.perf_counter()
+            local = next(it)
+            if steps_run:  # the first batch includes the pipeline's start-up (grain worker processes)
+                window.data_s += time.perf_counter() - t_data
+                window.data_n += 1
+            batch = mesh_lib.global_batch(local, mesh)
             state, metrics = train_step(state, batch)
             drain()  # previous step's metrics; this step runs meanwhile
             pending = (step, metrics)
@@ -250,6 +259,12 @@ def _run(config, workdir, *, method, mesh, state, shardings, it, checkpointer, s
                 dt = time.perf_counter() - window.t0
                 means["steps_per_sec"] = window.n / dt
                 means["examples_per_sec"] = window.n * global_bs / dt
+                wait_fraction = means["data_wait_fraction"] = window.data_s / dt
+                msg = data.input_bound_message(config.data, wait_fraction=wait_fraction,
+                                               wait_s_per_step=window.data_s / max(window.data_n, 1))
+                if msg and main and (warned_at is None or done - warned_at >= 10 * log_every):
+                    _log.warning("Step %d: %s", done, msg)  # again at most every 10 log lines
+                    warned_at = done
                 writer.write(done, means, split="train")
                 final.update(means)
                 window = _Window()
