@@ -195,13 +195,18 @@ def verify(header: Header, index: int, value: int, *, what: str = "the decoded s
     if not 0 <= index < len(header.checks):
         raise BitstreamError(f"segment {index + 1} is not in this file ({len(header.checks)} segments read)")
     if int(value) != header.checks[index]:
-        raise DecodeMismatchError(
-            f"{header.codec} file, segment {index + 1} of {header.num_segments}: {what} differ from what the "
-            "encoder produced (the segment's bytes are intact, its check is not). The decoder's entropy "
-            "model computed different numbers than the encoder's: most likely this machine differs from "
-            "the one that compressed the file (CPU type, GPU/TPU, JAX/XLA version, thread count or XLA "
-            "flags), or the model parameters differ. Decode on the platform and library versions that "
-            "wrote the file; no image is returned because it would be wrong.")
+        raise mismatch(header, index, f"{what} differ from what the encoder produced")
+
+
+def mismatch(header: Header, index: int, what: str) -> DecodeMismatchError:
+    """The error for segment `index` (0-based) of a checked file that did not decode as it was encoded
+    (its bytes are intact: the CRC-32 matched). Raise it where a decoder fails on such a segment."""
+    return DecodeMismatchError(
+        f"{header.codec} file, segment {index + 1} of {header.num_segments}: {what} (the segment's bytes are "
+        "intact). The decoder's entropy model computed different numbers than the encoder's: most likely "
+        "this machine differs from the one that compressed the file (CPU type, GPU/TPU, JAX/XLA version, "
+        "thread count or XLA flags), or the model parameters differ. Decode on the platform and library "
+        "versions that wrote the file; no image is returned because it would be wrong.")
 
 
 # ---------------------------------------------------------------------------------------------------
