@@ -110,32 +110,6 @@ def test_resume_from_json_state_continues_exact_stream():
         _it(5).set_state({k: v for k, v in state.items() if k != "version"} | {"version": 1})
 
 
-def test_two_worker_processes_resume_through_an_orbax_checkpoint(tmp_path):
-    """Kill-and-restart through the checkpoint code: an in-process run saves its position at step 2;
-    a run with 2 grain worker processes restored from that checkpoint yields the batches the
-    uninterrupted run yields."""
-    from gencomp_jax.train.checkpoint import Checkpointer
-
-    uninterrupted = _take(_it(5, batch=4), 6)
-    killed = _it(5, batch=4)
-    _take(killed, 2)
-    ckpt = Checkpointer(tmp_path / "run")
-    ckpt.save(2, {"w": np.zeros(2, np.float32)}, killed.get_state())
-    ckpt.close()
-    del killed
-    ckpt = Checkpointer(tmp_path / "run")
-    _, data_state = ckpt.restore({"w": np.zeros(2, np.float32)})
-    ckpt.close()
-    restarted = _it(5, batch=4, workers=2)
-    assert restarted.workers == 2
-    restarted.set_state(data_state)
-    try:
-        for x, y in zip(uninterrupted[2:], _take(restarted, 4)):
-            np.testing.assert_array_equal(x, y)
-    finally:
-        restarted.close()
-
-
 def test_process_slices_partition_the_global_batch():
     """Process p of P holds rows p, p + P, ... of the batch one process sees at the same step."""
     full = _take(_it(7, batch=8), 3)
