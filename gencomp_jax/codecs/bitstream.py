@@ -125,11 +125,12 @@ class Header:
     meta: bytes = b""
     num_segments: int | None = None
     checks: tuple[int, ...] = ()
+    format_version: int = dataclasses.field(default=0, compare=False)  # as read (0: not read from a file)
 
     @property
     def version(self) -> int:
         """The container format version of this header's file (2 with segment checks, else 1)."""
-        return 2 if self.checks else 1
+        return self.format_version or (2 if self.checks else 1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -350,7 +351,7 @@ def _parse_header(data: bytes, max_pixels: int | None = None) -> tuple[Header, i
         raise BitstreamError(f"corrupted gencomp file: {num_segments} segments declared (at most "
                              f"{MAX_SEGMENTS})")
     header = Header(codec=codec_name, params_hash=bytes(params_hash), image_shape=shape,
-                    seed=seed, meta=bytes(meta), num_segments=num_segments)
+                    seed=seed, meta=bytes(meta), num_segments=num_segments, format_version=version)
     return header, r.pos, bool(flags & _FLAG_CHECKS)
 
 

@@ -175,11 +175,12 @@ class CDCCodec:
         settings: decoder defaults written into the file (default: the config's sample_steps, realism)."""
         image = images.check_image(image)
         seed = conditional.check_seed(conditional.seed_for_image(image) if seed is None else seed)
-        segments = self.latent.encode(self._latent(image))
+        segments, checks = self.latent.encode_batch(self._latent(image)[None], checks=True)[0]
         settings = settings or self.settings
         return bitstream.pack(bitstream.Header(codec=CODEC_NAME, params_hash=self.fingerprint,
                                                image_shape=tuple(int(s) for s in image.shape), seed=seed,
-                                               meta=settings.to_meta(), num_segments=NUM_SEGMENTS), segments)
+                                               meta=settings.to_meta(), num_segments=NUM_SEGMENTS,
+                                               checks=checks), segments)
 
     def decompress(self, data: bytes, **options) -> np.ndarray:
         opts = check_options(self, options)
@@ -191,7 +192,7 @@ class CDCCodec:
             raise bitstream.BitstreamError("The CDC file has no decoder seed in its header (corrupted file?).")
         steps, realism, _ = conditional.resolve(conditional.DecoderSettings.from_meta(header.meta, CODEC_NAME), opts)
         h, w, _ = header.image_shape
-        y_hat = self.latent.decode(segments, self.latent_shape(header.image_shape))
+        y_hat = self.latent.decode(segments, self.latent_shape(header.image_shape), header=header)
         k_init, k_sampler = conditional.decoder_keys(header.seed)
         x_star, x0 = self._decode(self.params, jnp.asarray(y_hat[None]), k_init, k_sampler,
                                   jnp.float32(self.noise_scale), steps=steps, sample=realism > 0.0)

@@ -4,7 +4,8 @@
                                               (HyperpriorLatent / MeanScaleLatent, any N, M);
                                               variables: its variables, {"params": {h_a, h_s, prior}}
     codec.encode(y) -> [z_bytes, y_bytes]     y: float [h, w, M], h and w multiples of codec.stride
-    codec.decode(segments, (h, w, M)) -> y_hat float32 [h, w, M]
+    codec.encode_batch(ys, checks=True) -> [(segments, (z_check, y_check))]   with the segment checks
+    codec.decode(segments, (h, w, M), header=None) -> y_hat float32 [h, w, M]
     codec.bits(y) -> float                    the model's rate estimate (bits) of those segments
 
 Segments: z symbols round(z - median) coded with the factorized prior's tables (one row per
@@ -18,6 +19,12 @@ sides therefore run the entropy-parameter path (z symbols -> z_hat -> h_s -> mea
 jit-compiled function per architecture at batch size 1 (compiled once per latent shape, shared by
 every codec instance), and compute the indexes in float64 numpy from its float32 output. The hyper
 analysis (y -> z) may run batched: its output is quantized and transmitted.
+
+Checks (container format version 2, codecs/bitstream.py): the z segment's check is
+content_check(z symbols), the y segment's content_check(y symbols, scale indexes). A decoder given
+the file's header verifies both, so a platform whose float path gives one different scale index
+(another CPU type, GPU, XLA version) stops with bitstream.DecodeMismatchError naming the segment
+instead of decoding a wrong image; a stream that fails to decode in a checked file is the same error.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gencomp_jax.codecs import bitstream
 from gencomp_jax.entropy import coder as coder_lib
 from gencomp_jax.entropy import gaussian_conditional as gc
 from gencomp_jax.entropy.factorized import FactorizedPrior, factorized_tables
@@ -92,10 +100,11 @@ class LatentCodec:
         """y float [h, w, M] -> segments [z_bytes, y_bytes]."""
         return self.encode_batch(np.asarray(y)[None])[0]
 
-    def encode_batch(self, ys) -> list[list[bytes]]:
+    def encode_batch(self, ys, *, checks: bool = False) -> list:
         """y float [B, h, w, M] -> one [z_bytes, y_bytes] per example (batched hyper analysis).
 
-        Each example's bytes are those of `encode(y[i])`.
+        Each example's bytes are those of `encode(y[i])`. checks=True: one ([z_bytes, y_bytes],
+        (z_check, y_check)) per example, the checks for bitstream.Header(checks=...).
         """
         ys = np.asarray(ys, np.float32)
         self._check_shape(ys.shape[1:])
@@ -110,28 +119,55 @@ class LatentCodec:
                                                idx.reshape(-1), lengths=yt["lengths"])
             z_bytes = coder_lib.encode_indexed(z_sym.reshape(-1), zt["tables"], zt["offsets"],
                                                self._z_channels(z_sym.size), lengths=zt["lengths"])
-            out.append([z_bytes, y_bytes])
+            if checks:
+                out.append(([z_bytes, y_bytes], (bitstream.content_check(z_sym),
+                                                 bitstream.content_check(y_sym, idx))))
+            else:
+                out.append([z_bytes, y_bytes])
         return out
 
-    def decode_symbols(self, segments: Sequence[bytes], latent_shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """segments -> (z symbols int64 [h/s, w/s, N], y symbols int64 [h, w, M], mean float32 [h, w, M])."""
+    def decode_symbols(self, segments: Sequence[bytes], latent_shape, *, header=None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """segments -> (z symbols int64 [h/s, w/s, N], y symbols int64 [h, w, M], mean float32 [h, w, M]).
+
+        header: the file's bitstream.Header; if it carries checks (segments 0 and 1 = [z, y]), the
+        decoded symbols and scale indexes are verified against them (DecodeMismatchError)."""
         h, w, m = self._check_shape(latent_shape)
         if len(segments) != NUM_SEGMENTS:
             raise ValueError(f"a latent code has {NUM_SEGMENTS} segments [z, y], got {len(segments)}.")
         z_bytes, y_bytes = segments
         s, zt, yt = self.stride, self._z, self._y
         z_shape = (h // s, w // s, self.latent.N)
-        z_sym = coder_lib.decode_indexed(z_bytes, zt["tables"], zt["offsets"],
-                                         self._z_channels(int(np.prod(z_shape))),
-                                         lengths=zt["lengths"]).reshape(z_shape)
+        checked = header is not None and bool(header.checks)
+        try:
+            z_sym = coder_lib.decode_indexed(z_bytes, zt["tables"], zt["offsets"],
+                                             self._z_channels(int(np.prod(z_shape))),
+                                             lengths=zt["lengths"]).reshape(z_shape)
+        except coder_lib.CodingError as e:
+            if checked:
+                raise bitstream.mismatch(header, 0, f"the z symbols do not decode with this model's tables ({e})"
+                                         ) from None
+            raise
+        if checked:
+            bitstream.verify(header, 0, bitstream.content_check(z_sym), what="the decoded z symbols")
         mean, idx = self._y_parameters(z_sym)
-        y_sym = coder_lib.decode_indexed(y_bytes, yt["tables"], yt["offsets"], idx.reshape(-1),
-                                         lengths=yt["lengths"]).reshape(h, w, m)
+        try:
+            y_sym = coder_lib.decode_indexed(y_bytes, yt["tables"], yt["offsets"], idx.reshape(-1),
+                                             lengths=yt["lengths"]).reshape(h, w, m)
+        except coder_lib.CodingError as e:
+            if checked:
+                raise bitstream.mismatch(header, 1, "the y symbols do not decode with the scale indexes computed "
+                                         f"here ({e})") from None
+            raise
+        if checked:
+            bitstream.verify(header, 1, bitstream.content_check(y_sym, idx),
+                             what="the decoded y symbols or the scale indexes computed from z")
         return z_sym, y_sym, mean
 
-    def decode(self, segments: Sequence[bytes], latent_shape) -> np.ndarray:
-        """segments [z_bytes, y_bytes] -> y_hat = symbols + mean, float32 [h, w, M]."""
-        _, y_sym, mean = self.decode_symbols(segments, latent_shape)
+    def decode(self, segments: Sequence[bytes], latent_shape, *, header=None) -> np.ndarray:
+        """segments [z_bytes, y_bytes] -> y_hat = symbols + mean, float32 [h, w, M] (header: see
+        decode_symbols)."""
+        _, y_sym, mean = self.decode_symbols(segments, latent_shape, header=header)
         return y_sym.astype(np.float32) + mean
 
     def bits(self, y) -> float:

@@ -9,8 +9,10 @@ Two registered variants, one Method/Codec pair (models/hyperprior.py NTCModel, c
                                        the variant, config.model.{N, M, lmbda} the size and trade-off.
     make_codec(config, params) -> NTCCodec
 
-File layout (codecs/bitstream.py container): the latent codec's segments [z, y]. The image is
-edge-padded to a multiple of the model's stride (64) for coding and cropped back.
+File layout (codecs/bitstream.py container): the latent codec's segments [z, y], each with its check
+(format version 2: the decoder verifies its z symbols and scale indexes; version-1 files without
+checks still decode). The image is edge-padded to a multiple of the model's stride (64) for coding
+and cropped back.
 """
 
 from __future__ import annotations
@@ -105,9 +107,10 @@ class NTCCodec:
         """uint8 [B, H, W, 3] (one shape) -> y float32 [B, h, w, M] of the padded images."""
         return np.asarray(self._analysis(self.params, to_model(pad_to_multiple(images, self.stride))))
 
-    def _pack(self, image, segments) -> bytes:
+    def _pack(self, image, segments, checks) -> bytes:
         header = bitstream.Header(codec=self.name, params_hash=self.fingerprint,
-                                  image_shape=tuple(int(s) for s in image.shape), num_segments=NUM_SEGMENTS)
+                                  image_shape=tuple(int(s) for s in image.shape), num_segments=NUM_SEGMENTS,
+                                  checks=tuple(checks))
         return bitstream.pack(header, segments)
 
     def compress(self, image) -> bytes:
@@ -118,8 +121,8 @@ class NTCCodec:
         images = [check_image(im) for im in images]
         if len({im.shape for im in images}) != 1:
             raise ValueError("compress_batch needs images of one shape; call compress per image.")
-        segments = self.latent.encode_batch(self._latents(np.stack(images)))
-        return [self._pack(im, seg) for im, seg in zip(images, segments)]
+        coded = self.latent.encode_batch(self._latents(np.stack(images)), checks=True)
+        return [self._pack(im, seg, checks) for im, (seg, checks) in zip(images, coded)]
 
     def latent_shape(self, image_shape) -> tuple[int, int, int]:
         """(h, w, M) of the latent y for an image of shape (H, W, ...)."""
@@ -133,7 +136,7 @@ class NTCCodec:
             raise bitstream.BitstreamError(f"{self.name} file must have {NUM_SEGMENTS} segments, "
                                            f"got {len(segments)}.")
         h, w, _ = header.image_shape
-        y_hat = self.latent.decode(segments, self.latent_shape(header.image_shape))
+        y_hat = self.latent.decode(segments, self.latent_shape(header.image_shape), header=header)
         return to_uint8(self._synthesis(self.params, jnp.asarray(y_hat[None]))[0, :h, :w])
 
     def estimate_bits(self, image) -> float:

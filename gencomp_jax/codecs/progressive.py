@@ -18,6 +18,10 @@ What the base owns
   decoding   `decompress(data, *, steps=None, **decode_options)`: options checked with
              base.check_options; steps = 0 decodes X_T only; a truncated file decodes its complete
              segments; steps beyond them is a ValueError.
+  checks     a step that records `ctx.checks[i] = bitstream.content_check(...)` of what the decoder must
+             reproduce (its decoded integers), on both sides, gets a checked segment (container format
+             version 2): the base verifies it after each decoded step and turns a step that fails to
+             decode into bitstream.DecodeMismatchError (the bytes are intact, the models differ).
   rates      `truncate(data, *, steps)` = bitstream.prefix; `rate_points()` = steps 0..K x every
              choice of each decode option that declares `choices` (e.g. reconstruction);
              `step_bits(image)` = ideal bits per segment from one pure forward pass (no coding, no
@@ -66,6 +70,7 @@ from gencomp_jax.channel import randomness
 from gencomp_jax.codecs import bitstream
 from gencomp_jax.codecs.base import STEPS_OPTION, DecodeOption, check_options
 from gencomp_jax.data import images
+from gencomp_jax.entropy.coder import CodingError
 from gencomp_jax.entropy.varint import VarintError, read_varint, write_varint
 
 RECONSTRUCTIONS = ("denoise", "ancestral", "flow")
@@ -185,8 +190,8 @@ def scatter_valid(base, valid: np.ndarray, values) -> jax.Array:
 def segment_sizes(data: bytes) -> list[int]:
     """Bytes each complete segment of a (possibly truncated) file occupies (bitstream.framed_size);
     the bytes of a prefix of k segments are the header plus the first k of these."""
-    _, segments = bitstream.unpack(data, allow_partial=True)
-    return [bitstream.framed_size(s) for s in segments]
+    header, segments = bitstream.unpack(data, allow_partial=True)
+    return [bitstream.framed_size(s, checked=bool(header.checks)) for s in segments]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -204,6 +209,7 @@ class StepContext:
     meta: dict[str, int]
     image: np.ndarray | None = None      # encoder only: uint8 tiles (edge-padded image)
     x: jax.Array | None = None           # encoder only: the same in model space (codec's grid)
+    checks: dict[int, int] = dataclasses.field(default_factory=dict)  # step -> content_check (optional)
 
     def at_valid(self, *arrays) -> tuple[np.ndarray, ...]:
         """numpy values of each array at the valid elements (flattened)."""
@@ -320,9 +326,10 @@ class ProgressiveBase:
             bits.append(float(b))
         if not code:
             return None, bits
+        checks = tuple(ctx.checks[i] for i in range(len(segments))) if len(ctx.checks) == len(segments) else ()
         header = bitstream.Header(codec=self.name, params_hash=self.fingerprint,
                                   image_shape=tuple(int(s) for s in image.shape), seed=seed,
-                                  meta=self._pack_meta(meta))
+                                  meta=self._pack_meta(meta), checks=checks)
         return bitstream.pack(header, segments), bits
 
     def compress_with_bits(self, image, *, seed: int | None = None, **compress_options
@@ -375,7 +382,15 @@ class ProgressiveBase:
         ctx = self._context(header.image_shape, header.seed, meta)
         state = self._initial_state(ctx)
         for i in range(steps):
-            state = self._decode_step(ctx, i, state, segments[i])
+            try:
+                state = self._decode_step(ctx, i, state, segments[i])
+            except CodingError as e:
+                if header.checks:
+                    raise bitstream.mismatch(header, i, f"step {i + 1} does not decode with this model ({e})"
+                                             ) from None
+                raise
+            if header.checks and i in ctx.checks:
+                bitstream.verify(header, i, ctx.checks[i], what=f"the decoded symbols of step {i + 1}")
         return ctx, state, steps
 
     def decompress(self, data: bytes, *, steps: int | None = None, **options) -> np.ndarray:

@@ -6,12 +6,16 @@
 Built on codecs/progressive.py (header, tiling, fixed-shape batching, truncation, rate points, the
 `steps` option); this module implements only UQDM's steps and reconstructions.
 
-File layout (codecs/bitstream.py container, codec "uqdm", unchanged since the first UQDM files):
+File layout (codecs/bitstream.py container, codec "uqdm"; the segments are unchanged since the first UQDM files):
   header.seed    u64 seed of the shared randomness (X_T, dithers, ancestral noise); never 0.
   header.meta    varints: T (diffusion steps), tile size, lossless flag, tiles per network call.
   segment i      (i = 0..T-1) the dithered-quantization indices K of step i (z_{t_i} -> z_{t_{i+1}}),
                  entropy coded per element under the discretized reverse density (below).
   segment T      (lossless mode only) X_0 coded under the discretized p(x | z_0).
+  checks         (format version 2) per segment: content_check of the step's integers K (of X_0 for
+                 segment T); the decoder verifies them, so a platform whose network floats change a
+                 table stops with DecodeMismatchError instead of a wrong image. Version-1 files (no
+                 checks) still decode.
 Any prefix of complete segments decodes (`decompress(data, steps=k)` or a truncated file): X_T is drawn
 from the shared randomness at zero rate, each received segment advances z by one step, and the image
 is reconstructed from the last z (decode option `reconstruction`: denoise | ancestral | flow).
@@ -232,6 +236,7 @@ class UQDMCodec(progressive.ProgressiveBase):
             xi_v = ctx.image[ctx.valid].astype(np.int64)
             bits = float(np.sum(np.asarray(self._x0_bits(jnp.asarray(z0_v), self._gamma0,
                                                          jnp.asarray(xi_v, jnp.int32)))))
+            ctx.checks[i] = bitstream.content_check(xi_v)
             seg = None
             if code:
                 half = self._x0_half_width()
@@ -252,6 +257,7 @@ class UQDMCodec(progressive.ProgressiveBase):
             y_v = dq.dq_reconstruct(dq.dq_quantize(mu_v, w_v, width), w_v, width)
         bits = float(np.sum(np.asarray(
             dq.dq_rate_proxy_bits(y_v, loc_v, scale_v, width, family=self.family), np.float64)))
+        ctx.checks[i] = _dq_check(y_v, w_v, width)
         return seg, progressive.scatter_valid(loc, ctx.valid, y_v), bits
 
     def _decode_step(self, ctx, i, z, segment):
@@ -269,6 +275,7 @@ class UQDMCodec(progressive.ProgressiveBase):
                 xi[s:e] = coder.decode_per_symbol(part, pmfs, offs)
             if np.any((xi < 0) | (xi > 255)):
                 raise coder.CodingError("corrupted UQDM file: decoded pixel value outside [0, 255]")
+            ctx.checks[i] = bitstream.content_check(xi)
             x_int = np.zeros(ctx.layout.tiles_shape, np.uint8)
             x_int[ctx.valid] = xi
             return x_int
@@ -276,6 +283,7 @@ class UQDMCodec(progressive.ProgressiveBase):
         w = self._dither(ctx, i, width)
         loc_v, scale_v, w_v = ctx.at_valid(loc, scale, w)
         y_v = dq.dq_decode(segment, loc_v, scale_v, width, w=w_v, family=self.family)
+        ctx.checks[i] = _dq_check(y_v, w_v, width)
         return progressive.scatter_valid(loc, ctx.valid, y_v)
 
     def _reconstruct(self, ctx, z, steps, *, reconstruction):
@@ -294,6 +302,13 @@ class UQDMCodec(progressive.ProgressiveBase):
                     self.params, zc, np.int32(i), ctx.shared.key(*_PATH_ANCESTRAL, i, c))
             z = progressive.map_tiles(fn, z, ctx.layout.batch)
         return np.asarray(self._x0_argmax(z, self._gamma0))
+
+
+def _dq_check(y_v, w_v, width) -> int:
+    """Segment check of a DQ step: its integers k = (y + w) / width (y = k * width - w), which the decoder
+    reproduces exactly iff it decoded the encoder's symbols."""
+    k = np.rint((np.asarray(y_v, np.float64) + np.asarray(w_v, np.float64)) / np.asarray(width, np.float64))
+    return bitstream.content_check(k.astype(np.int64))
 
 
 register("uqdm", method=make_method, codec=make_codec, codec_id=2, decode_options=UQDMCodec.decode_options)

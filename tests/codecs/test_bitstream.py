@@ -219,7 +219,7 @@ def test_checks_round_trip_and_version():
     segs = _segments()
     checks = (bitstream.content_check(np.arange(5)), 2**32 - 1)
     data = pack(_header(seed=4, checks=checks), segs)
-    assert data[4] == 2 and data[6] & 4
+    assert data[4] == 2 and data[6] & 4 and bitstream.peek(data).version == 2
     header, out = unpack(data, codec="hyperprior", params_hash=HASH)
     assert out == segs and header.checks == checks and header.version == 2
     assert len(data) == len(pack(_header(seed=4), segs)) + 4 * len(segs)

@@ -152,7 +152,12 @@ def test_golden_file_from_before_the_latent_codec_decodes_identically():
     data = golden.GCZ.read_bytes()
     assert bitstream.peek(data).image_shape == (97, 151, 3)
     np.testing.assert_array_equal(codec.decompress(data), read_image(golden.DECODED))
-    assert codec.compress(read_image(golden.SOURCE)) == data  # and the encoder writes the same bytes
+    assert bitstream.peek(data).version == 1
+    # the encoder writes the same segments, now as format version 2 with the segments' checks
+    new = codec.compress(read_image(golden.SOURCE))
+    header, segments = bitstream.unpack(new)
+    assert segments == bitstream.unpack(data)[1] and header.version == 2 and len(header.checks) == 2
+    np.testing.assert_array_equal(codec.decompress(new), read_image(golden.DECODED))
 
 
 def test_mean_scale_codec_round_trip_and_registration():
