@@ -177,7 +177,7 @@ def test_folder_splits_commas_and_bad_files(tmp_path):
     cfg.source, cfg.path, cfg.split, cfg.crop_size, cfg.batch_size = "folder", str(tmp_path / "ds"), "train", 8, 3
     assert next(data.make_train_iterator(cfg, seed=0))["image"].shape == (3, 8, 8, 3)
     (tmp_path / "ds" / "train" / "train1.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    it = data.make_train_iterator(cfg, seed=0)  # prefetch thread: error surfaces in next()
+    it = data.make_train_iterator(cfg, seed=0)  # grain reading thread: the error surfaces in next()
     with pytest.raises(ImageError, match="train1.png"):
         next(it)
 
