@@ -103,18 +103,25 @@ def _transpose_same_pad(k: int, s: int) -> int:
     return k - 1 if s > k - 1 else -(-pad_len // 2)
 
 
-def polyphase_kernels(kernel, stride: int):
+def torch_transpose_pad(k: int) -> int:
+    """Leading pad (of the stride-dilated input, correlation with the flipped kernel) that reproduces
+    PyTorch's ConvTranspose2d(k, s, padding=k // 2, output_padding=s - 1), CompressAI's `deconv`."""
+    return k - 1 - k // 2
+
+
+def polyphase_kernels(kernel, stride: int, pad: int | None = None):
     """Splits a transposed-convolution kernel into its stride^2 polyphase sub-kernels.
 
     kernel: [k, k, Cin, Cout] as used by `lax.conv_transpose(x, kernel, (s, s), "SAME")` (HWIO,
     transpose_kernel=False). Returns a list over phases (r1, r2) in row-major order of
     (sub_kernel [k1, k2, Cin, Cout], ((pad_top, pad_bottom), (pad_left, pad_right))) such that the
     stride-1 convolution of x with sub_kernel and that padding gives the outputs y[s q + r1, s p + r2].
+    pad: leading pad of the dilated input (None: lax's "SAME"; `torch_transpose_pad(k)`: PyTorch's).
     """
     k = kernel.shape[0]
     if kernel.shape[1] != k:
         raise ValueError(f"Square kernels only, got {kernel.shape}.")
-    pad = _transpose_same_pad(k, stride)
+    pad = _transpose_same_pad(k, stride) if pad is None else int(pad)
     taps = []
     for r in range(stride):
         t0 = (pad - r) % stride
@@ -197,13 +204,13 @@ class Conv(nn.Module):
         return y
 
 
-def _unified_polyphase(kernel, stride: int):
+def _unified_polyphase(kernel, stride: int, pad: int | None = None):
     """All s^2 polyphase sub-kernels zero-padded into one window: ([kh, kw, Cin, s*s*Cout], pads).
 
     One stride-1 convolution with it, followed by depth_to_space, equals the transposed convolution
     (more FLOPs than the separate phases, but one large matmul: faster for few output channels).
     """
-    phases = polyphase_kernels(kernel, stride)
+    phases = polyphase_kernels(kernel, stride, pad)
     lo = [max(p[1][d][0] for p in phases) for d in (0, 1)]
     hi = [max(p[1][d][1] for p in phases) for d in (0, 1)]
     subs = [jnp.pad(sub, ((lo[0] - p1[0], hi[0] - p1[1]), (lo[1] - p2[0], hi[1] - p2[1]), (0, 0), (0, 0)))
@@ -217,42 +224,42 @@ def _unified_polyphase(kernel, stride: int):
 _UNIFIED_MAX_FEATURES = 32
 
 
-def _transpose_adjoint(kernel, stride: int):
+def _transpose_adjoint(kernel, stride: int, pad: int | None = None):
     """(kernel', pads) of the strided conv S whose adjoint is conv_transpose(., kernel, SAME).
 
     conv_transpose(x, k, s, SAME) = S^T x with S(u) = conv(u, flip(k) with in/out swapped, stride s,
     padding (k-1-pad_lo, k-pad_lo'-s)) per spatial dim, where pad_lo is conv_transpose's leading pad.
     """
     k = kernel.shape[0]
-    pl = k - 1 - _transpose_same_pad(k, stride)
+    pl = k - 1 - (_transpose_same_pad(k, stride) if pad is None else int(pad))
     ph = k - pl - stride
     kt = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
     return kt, ((pl, ph), (pl, ph))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def subpixel_conv(x, kernel, stride: int):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def subpixel_conv(x, kernel, stride: int, pad: int | None = None):
     """lax.conv_transpose(x, kernel, (s, s), "SAME") (HWIO kernel) computed for XLA:CPU's fast paths.
 
     Forward: s^2 polyphase stride-1 convolutions + depth_to_space. Backward (custom VJP): the input
     gradient is one strided convolution of the output gradient (the transpose's adjoint), the kernel
     gradient that convolution's weight gradient; neither needs an lhs-dilated convolution or per-phase
-    slicing. [N, H, W, Cin] -> [N, s*H, s*W, Cout].
+    slicing. [N, H, W, Cin] -> [N, s*H, s*W, Cout]. pad: as in `polyphase_kernels`.
     """
     if kernel.shape[-1] < _UNIFIED_MAX_FEATURES:
-        k, pads = _unified_polyphase(kernel, stride)
+        k, pads = _unified_polyphase(kernel, stride, pad)
         return depth_to_space(_conv(x, k, (1, 1), pads), stride)
-    outs = [_conv(x, sub, (1, 1), pads) for sub, pads in polyphase_kernels(kernel, stride)]
+    outs = [_conv(x, sub, (1, 1), pads) for sub, pads in polyphase_kernels(kernel, stride, pad)]
     return depth_to_space(jnp.concatenate(outs, axis=-1), stride)
 
 
-def _subpixel_fwd(x, kernel, stride):
-    return subpixel_conv(x, kernel, stride), (x, kernel)
+def _subpixel_fwd(x, kernel, stride, pad):
+    return subpixel_conv(x, kernel, stride, pad), (x, kernel)
 
 
-def _subpixel_bwd(stride, res, g):
+def _subpixel_bwd(stride, pad, res, g):
     x, kernel = res
-    kt, pads = _transpose_adjoint(kernel, stride)
+    kt, pads = _transpose_adjoint(kernel, stride, pad)
     s_of = lambda u, kk: _conv(u, kk, (stride, stride), pads)  # noqa: E731
     dx = s_of(g, kt)
     # <g, S^T(x; k')> = <S(g; k'), x>: the kernel gradient is S's weight gradient with cotangent x.
@@ -271,12 +278,17 @@ class SubpixelConv(nn.Module):
     lax.conv_transpose with padding "SAME", computed by `subpixel_conv`: s^2 stride-1 polyphase
     convolutions interleaved by depth-to-space, with a custom backward pass of plain strided
     convolutions: identical FLOPs, fast on XLA:CPU. [N, H, W, Cin] -> [N, s*H, s*W, features].
+
+    geometry="torch": PyTorch's ConvTranspose2d(k, s, padding=k // 2, output_padding=s - 1) (CompressAI's
+    `deconv`) for kernel = its weight [Cin, Cout, k, k] flipped in space and transposed to [k, k, Cin, Cout]
+    (a one-sample shift of the dilated input from "same").
     """
 
     features: int
     kernel_size: int = 5
     stride: int = 2
     use_bias: bool = True
+    geometry: str = "same"
     # Effective fan-in of each output is k^2 Cin / s^2 (each phase sees ~1/s^2 of the taps).
     kernel_init: Callable | None = None
 
@@ -286,28 +298,45 @@ class SubpixelConv(nn.Module):
         init = self.kernel_init or nn.initializers.variance_scaling(float(s * s), "fan_in",
                                                                     "truncated_normal")
         kernel = self.param("kernel", init, (k, k, x.shape[-1], self.features)).astype(x.dtype)
-        y = subpixel_conv(x, kernel, s)
+        y = subpixel_conv(x, kernel, s, torch_transpose_pad(k) if _check_geometry(self.geometry) else None)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
         return y
 
 
-def _same_pads(shape, k: int, s: int):
-    """SAME padding of a stride-s conv, high side extended so the padded length is a multiple of s."""
-    pads, outs = [], []
-    for size in shape:
-        out = -(-size // s)
-        total = max((out - 1) * s + k - size, 0)
-        lo = total // 2
-        pads.append((lo, total - lo + (-(size + total) % s)))
-        outs.append(out)
-    return pads, outs
+GEOMETRIES = ("same", "torch")
 
 
-def _polyphase_strided(x, kernel, stride: int):
-    """Strided SAME conv as the sum of s^2 stride-1 convs of the input's polyphase components."""
+def _check_geometry(geometry: str) -> bool:
+    """True for "torch" (PyTorch/CompressAI padding), False for "same"; anything else is an error."""
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry={geometry!r}; use one of {GEOMETRIES}.")
+    return geometry == "torch"
+
+
+def _strided_pads(size: int, k: int, stride: int, lo: int | None):
+    """(pad_lo, pad_hi) of a stride-s conv with ceil(size / s) outputs: lo=None is "SAME" (the extra
+    pad at the end, TensorFlow's rule), lo=k // 2 PyTorch's Conv2d(k, s, padding=k // 2)."""
+    total = max((-(-size // stride) - 1) * stride + k - size, 0)
+    if lo is None:
+        return total // 2, total - total // 2
+    return lo, max(total - lo, 0)
+
+
+def _strided_lax(x, kernel, stride: int, lo: int | None = None):
+    k = kernel.shape[0]
+    pads = [_strided_pads(size, k, stride, lo) for size in x.shape[1:3]]
+    return _conv(x, kernel, (stride, stride), pads)
+
+
+def _polyphase_strided(x, kernel, stride: int, lo: int | None = None):
+    """The strided conv as the sum of s^2 stride-1 convs of the input's polyphase components."""
     s, k = stride, kernel.shape[0]
-    pads, outs = _same_pads(x.shape[1:3], k, s)
+    pads, outs = [], []
+    for size in x.shape[1:3]:
+        p_lo, p_hi = _strided_pads(size, k, s, lo)
+        pads.append((p_lo, p_hi + (-(size + p_lo + p_hi) % s)))  # padded length a multiple of s
+        outs.append(-(-size // s))
     xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
     y = None
     for r1 in range(min(s, k)):
@@ -318,49 +347,42 @@ def _polyphase_strided(x, kernel, stride: int):
     return y
 
 
-def _strided_lax(x, kernel, stride: int):
-    k, pads = kernel.shape[0], []
-    for size in x.shape[1:3]:
-        total = max((-(-size // stride) - 1) * stride + k - size, 0)
-        pads.append((total // 2, total - total // 2))
-    return _conv(x, kernel, (stride, stride), pads)
-
-
-def _adjoint_is_subpixel(shape, k: int, stride: int) -> bool:
-    """Whether strided_conv's SAME pads on this input equal those of conv_transpose's adjoint."""
+def _adjoint_is_subpixel(shape, k: int, stride: int, lo: int | None = None) -> bool:
+    """Whether strided_conv's pads on this input equal those of a sub-pixel conv's adjoint (pad k-1-lo)."""
     if k < stride:
         return False
-    pl = k - 1 - _transpose_same_pad(k, stride)
+    pl = k - 1 - _transpose_same_pad(k, stride) if lo is None else lo
     for n in shape[1:3]:
-        total = max((-(-n // stride) - 1) * stride + k - n, 0)  # as in _strided_lax
-        if n % stride or (total // 2, total - total // 2) != (pl, k - pl - stride):
+        if n % stride or _strided_pads(n, k, stride, lo) != (pl, k - pl - stride):
             return False
     return True
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def strided_conv(x, kernel, stride: int):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def strided_conv(x, kernel, stride: int, lo: int | None = None):
     """conv(x, kernel, stride s, "SAME") (NHWC, HWIO) with a backward pass for XLA:CPU's fast paths.
 
     Forward and kernel gradient: XLA's own strided convolution (fastest here). Input gradient: the
     polyphase formulation's (s^2 stride-1 convolutions), never the lhs-dilated ("transposed")
     convolution that is XLA:CPU's slow path. [N, H, W, Cin] -> [N, ceil(H/s), ceil(W/s), Cout].
+    lo: leading pad (None: "SAME"; k // 2: PyTorch's Conv2d(k, s, padding=k // 2)).
     """
-    return _strided_lax(x, kernel, stride)
+    return _strided_lax(x, kernel, stride, lo)
 
 
-def _strided_fwd(x, kernel, stride):
-    return strided_conv(x, kernel, stride), (x, kernel)
+def _strided_fwd(x, kernel, stride, lo):
+    return strided_conv(x, kernel, stride, lo), (x, kernel)
 
 
-def _strided_bwd(stride, res, g):
+def _strided_bwd(stride, lo, res, g):
     x, kernel = res
-    _, vjp_k = jax.vjp(lambda kk: _strided_lax(x, kk, stride), kernel)
-    if _adjoint_is_subpixel(x.shape, kernel.shape[0], stride):
-        # S^T g is a SAME transposed convolution: the (fast) sub-pixel forward pass computes it.
-        dx = subpixel_conv(g, jnp.swapaxes(kernel, 2, 3)[::-1, ::-1], stride)
+    _, vjp_k = jax.vjp(lambda kk: _strided_lax(x, kk, stride, lo), kernel)
+    k = kernel.shape[0]
+    if _adjoint_is_subpixel(x.shape, k, stride, lo):
+        # S^T g is a transposed convolution: the (fast) sub-pixel forward pass computes it.
+        dx = subpixel_conv(g, jnp.swapaxes(kernel, 2, 3)[::-1, ::-1], stride, None if lo is None else k - 1 - lo)
         return dx, vjp_k(g)[0]
-    _, vjp_x = jax.vjp(lambda xx: _polyphase_strided(xx, kernel, stride), x)
+    _, vjp_x = jax.vjp(lambda xx: _polyphase_strided(xx, kernel, stride, lo), x)
     return vjp_x(g)[0], vjp_k(g)[0]
 
 
@@ -373,12 +395,15 @@ class StridedConv(nn.Module):
     Same parameters ("kernel" [k, k, Cin, features], "bias") and the same function, computed by
     `strided_conv`, whose gradient needs no lhs-dilated ("transposed") convolution, the slow path
     of XLA:CPU. [N, H, W, Cin] -> [N, ceil(H/s), ceil(W/s), features].
+    geometry="torch": PyTorch's Conv2d(k, s, padding=k // 2) (CompressAI's `conv`): pads (2, 1) where
+    "same" pads (1, 2) for k=5, s=2 on even sizes.
     """
 
     features: int
     kernel_size: int = 5
     stride: int = 2
     use_bias: bool = True
+    geometry: str = "same"
     kernel_init: Callable = nn.initializers.lecun_normal()
     # Kept for compatibility; no longer used (XLA's strided conv is faster than explicit patches).
     patches_max_depth: int = 0
@@ -387,7 +412,7 @@ class StridedConv(nn.Module):
     def __call__(self, x: Array) -> Array:
         k = self.kernel_size
         kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
-        y = strided_conv(x, kernel.astype(x.dtype), self.stride)
+        y = strided_conv(x, kernel.astype(x.dtype), self.stride, k // 2 if _check_geometry(self.geometry) else None)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
         return y
