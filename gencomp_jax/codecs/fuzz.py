@@ -529,6 +529,10 @@ def image_target(workdir: str | None = None):
 def cases(files: list[bytes], n: int, *, seed: int = 0, png: bool = False) -> Iterator[tuple[str, bytes]]:
     """n mutated cases of the seed files (mutate, or mutate_png for image files); the first
     len(KINDS) gencomp cases run every kind of mutation once."""
+    if not png:
+        from gencomp_jax import registry
+
+        registry.discover()  # the codec ids the files' headers name
     rng = np.random.default_rng(seed)
     files = list(files)
     for i in range(n):
