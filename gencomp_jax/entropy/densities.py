@@ -6,14 +6,19 @@ float32.
 
 Numerical stability: a bin far in the upper tail is evaluated through the survival function (by the
 symmetry F(u) = 1 - F(-u) of both families), so that tiny probabilities are computed relative to
-themselves instead of as the difference of two numbers close to 1. Results are clamped at
-`MIN_PROB` = 1e-9 so that log-probabilities stay finite (callers quantize anyway).
+themselves instead of as the difference of two numbers close to 1. Results are floored at
+`MIN_PROB` = 1e-9 so that log-probabilities stay finite, with CompressAI's `LowerBound` gradient
+(nn.layers.lower_bound): below the floor the gradient that raises the probability still flows, so
+the elements that cost the most are not frozen. `log_bin_probability` has no floor at all: the
+log-mass in log space (as the UQDM reference computes its rates), exact in the far tails.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from gencomp_jax.nn.layers import lower_bound
 
 MIN_PROB = 1e-9
 FAMILIES = ("gaussian", "logistic")
@@ -57,17 +62,46 @@ def bin_probability(family: str, loc, scale, lower, upper):
     Args: loc, scale (> 0), lower, upper: broadcastable arrays (lower/upper may be +-inf).
     Returns: float32 array of the broadcast shape, in [MIN_PROB, 1].
     """
+    a, b = _lower_side_bounds(family, loc, scale, lower, upper)
+    return _floor(std_cdf(family, b) - std_cdf(family, a))
+
+
+def _lower_side_bounds(family: str, loc, scale, lower, upper):
+    """Standardized bin bounds (a, b), mirrored for bins in the upper tail so that the bin lies on the
+    lower side of the median: P = F(b) - F(a) there (P = S(ul) - S(uu) = F(-ul) - F(-uu))."""
     _check_family(family)
     loc = jnp.asarray(loc, jnp.float32)
     scale = jnp.asarray(scale, jnp.float32)
     ul = _standardize(lower, loc, scale)
     uu = _standardize(upper, loc, scale)
-    # Bins in the upper tail: P = S(ul) - S(uu) = F(-ul) - F(-uu).
     flip = (ul + uu) > 0
-    a = jnp.where(flip, -uu, ul)
-    b = jnp.where(flip, -ul, uu)
-    p = std_cdf(family, b) - std_cdf(family, a)
-    return jnp.clip(p, MIN_PROB, 1.0)
+    return jnp.where(flip, -uu, ul), jnp.where(flip, -ul, uu)
+
+
+def _floor(p):
+    """p floored at MIN_PROB (gradient kept where it raises p) and capped at 1."""
+    return jnp.minimum(lower_bound(p, jnp.asarray(MIN_PROB, p.dtype)), 1.0)
+
+
+def std_log_cdf(family: str, u):
+    """log of the standard CDF of `family` at u, accurate in the lower tail (log_ndtr / log_sigmoid)."""
+    _check_family(family)
+    u = jnp.asarray(u, jnp.float32)
+    if family == "gaussian":
+        return jax.scipy.special.log_ndtr(u)
+    return jax.nn.log_sigmoid(u)
+
+
+def log_bin_probability(family: str, loc, scale, lower, upper):
+    """log P(lower < X <= upper) (nats) for X = loc + scale * (standard `family` variable), no floor.
+
+    Computed as log F(b) + log(1 - exp(log F(a) - log F(b))) on the lower side of the median (upper-tail
+    bins mirrored, as in `bin_probability`), so that a bin 25 scales from loc costs its exact ~25 nats
+    (logistic) and keeps its gradient. lower < upper, finite. Returns float32 of the broadcast shape.
+    """
+    a, b = _lower_side_bounds(family, loc, scale, lower, upper)
+    la, lb = std_log_cdf(family, a), std_log_cdf(family, b)
+    return lb + jnp.log(-jnp.expm1(jnp.minimum(la - lb, 0.0)))
 
 
 def convolved_uniform_bin_probability(family: str, loc, scale, width, lower, upper):
@@ -101,4 +135,4 @@ def convolved_uniform_bin_probability(family: str, loc, scale, width, lower, upp
 
     p = (scale / width) * (cdf_int(hi) - cdf_int(lo))
     p = jnp.where(jnp.isneginf(lower) & jnp.isposinf(upper), 1.0, p)
-    return jnp.clip(p, MIN_PROB, 1.0)
+    return _floor(p)

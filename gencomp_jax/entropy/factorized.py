@@ -20,6 +20,7 @@ import numpy as np
 
 from gencomp_jax.entropy import coder as coder_lib
 from gencomp_jax.entropy.densities import MIN_PROB
+from gencomp_jax.nn.layers import lower_bound
 
 Array = Any
 _SEARCH_RANGE = 2.0 ** 12  # bisection bracket for medians / tails, in latent units
@@ -36,6 +37,9 @@ class FactorizedPrior(nn.Module):
     channels: int
     filters: Sequence[int] = (3, 3, 3)
     init_scale: float = 10.0
+    # True: the medians are a parameter "medians" [C] (CompressAI's learned quantiles, kept for converted
+    # weights so that z is quantized exactly as there) instead of found by bisection on the CDF.
+    stored_medians: bool = False
 
     def setup(self):
         c = self.channels
@@ -50,6 +54,8 @@ class FactorizedPrior(nn.Module):
                  if i < len(self.filters) else None)
             layers.append((m, b, f))
         self._layers = layers
+        if self.stored_medians:
+            self._medians = self.param("medians", nn.initializers.zeros, (c,))
 
     def _logits_cdf(self, x):
         """x: [C, 1, n] -> logits of the CDF, [C, 1, n]."""
@@ -70,7 +76,7 @@ class FactorizedPrior(nn.Module):
         upper = self._logits_cdf(v + 0.5)
         sign = -jnp.sign(lower + upper)  # evaluate far upper tails through the survival function
         p = jnp.abs(jax.nn.sigmoid(sign * upper) - jax.nn.sigmoid(sign * lower))
-        p = jnp.maximum(p, MIN_PROB)
+        p = lower_bound(p, jnp.asarray(MIN_PROB, p.dtype))  # floor that keeps the gradient raising p
         return jnp.moveaxis(p[:, 0, :], 0, 1).reshape(shape)
 
     def quantiles(self, q) -> Array:
@@ -91,7 +97,7 @@ class FactorizedPrior(nn.Module):
 
     def medians(self) -> Array:
         """[C] medians of the per-channel densities (the quantization offsets of z)."""
-        return self.quantiles(0.5)
+        return self._medians if self.stored_medians else self.quantiles(0.5)
 
 
 def _uniform(lo, hi):
@@ -140,14 +146,14 @@ _CACHE: dict = {}
 
 
 def _key(prior):
-    return (type(prior), prior.channels, tuple(prior.filters), prior.init_scale)
+    return (type(prior), prior.channels, tuple(prior.filters), prior.init_scale, prior.stored_medians)
 
 
 def _quantile_fn(prior):
     key = ("q", _key(prior))
     if key not in _CACHE:
         def f(variables, tail_mass):
-            meds = prior.apply(variables, 0.5, method=FactorizedPrior.quantiles)
+            meds = prior.apply(variables, method=FactorizedPrior.medians)
             lo = prior.apply(variables, tail_mass / 2, method=FactorizedPrior.quantiles)
             hi = prior.apply(variables, 1 - tail_mass / 2, method=FactorizedPrior.quantiles)
             return meds, lo, hi
@@ -159,7 +165,7 @@ def _pmf_fn(prior):
     key = ("p", _key(prior))
     if key not in _CACHE:
         def f(variables, grid):  # grid: [C, n] symbols relative to the medians
-            meds = prior.apply(variables, 0.5, method=FactorizedPrior.quantiles)
+            meds = prior.apply(variables, method=FactorizedPrior.medians)
             x = grid + meds[:, None]
             return jnp.moveaxis(prior.apply(variables, jnp.moveaxis(x, 0, 1)), 0, 1)
         _CACHE[key] = jax.jit(f)

@@ -19,6 +19,7 @@ from scipy import special
 
 from gencomp_jax.entropy import coder as coder_lib
 from gencomp_jax.entropy.densities import MIN_PROB, bin_probability
+from gencomp_jax.nn.layers import lower_bound
 
 SCALE_MIN = 0.11
 SCALE_MAX = 256.0
@@ -27,7 +28,6 @@ NUM_SCALES = 256
 
 def lower_bound_scale(scale, minimum: float = SCALE_MIN):
     """max(scale, minimum) with Ballé's gradient pass-through below the bound."""
-    from gencomp_jax.nn.layers import lower_bound  # local import keeps entropy -> nn optional
     return lower_bound(scale, jnp.asarray(minimum, scale.dtype))
 
 
@@ -37,7 +37,7 @@ def likelihood(y_hat, scale, mean=0.0):
     y_hat: float [...] (y + noise in training, the rounded value at test time); scale, mean:
     broadcastable. Returns float32 [...] >= MIN_PROB. Bits = -log2(likelihood).
     """
-    scale = jnp.maximum(scale, SCALE_MIN)
+    scale = lower_bound_scale(scale)  # idempotent: a scale bounded before keeps its whole gradient
     return bin_probability("gaussian", mean, scale, y_hat - 0.5, y_hat + 0.5)
 
 
@@ -46,12 +46,22 @@ def scale_table(num_scales: int = NUM_SCALES, lo: float = SCALE_MIN, hi: float =
     return np.exp(np.linspace(np.log(lo), np.log(hi), num_scales))
 
 
-def scale_indexes(scales, table: np.ndarray | None = None) -> np.ndarray:
-    """Index of the nearest table scale in log space: float [...] -> int64 [...] (numpy, host-side).
+SCALE_RULES = ("nearest", "ceil")
 
+
+def scale_indexes(scales, table: np.ndarray | None = None, *, rule: str = "nearest") -> np.ndarray:
+    """Table index of each scale: float [...] -> int64 [...] (numpy, host-side).
+
+    rule "nearest": the nearest table scale in log space; "ceil": the smallest table scale >= the scale
+    (CompressAI's `build_indexes`, used with its 64-scale table for converted models).
     Deterministic given the float32 scales (float64 arithmetic on both encoder and decoder).
     """
     table = scale_table() if table is None else table
+    if rule not in SCALE_RULES:
+        raise ValueError(f"scale rule {rule!r}; use one of {SCALE_RULES}.")
+    if rule == "ceil":
+        s = np.asarray(scales, np.float64)
+        return np.minimum(np.searchsorted(table, s, side="left"), len(table) - 1).astype(np.int64)
     s = np.maximum(np.asarray(scales, np.float64), table[0])
     log_t = np.log(table)
     mids = 0.5 * (log_t[1:] + log_t[:-1])

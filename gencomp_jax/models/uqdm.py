@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from gencomp_jax.data import images
 from gencomp_jax.diffusion import losses, schedules
 from gencomp_jax.entropy import densities
 from gencomp_jax.models import unet as unet_lib
@@ -67,6 +68,9 @@ def default_model_config() -> ml_collections.ConfigDict:
     m.z_T_source = "posterior"
     # network: models/unet.make_unet config (arch "vdm_unet" = the reference's single-resolution net)
     m.net = ml_collections.ConfigDict({"arch": "vdm_unet", "preset": "tiny"})
+    # data grid of the model's inputs (data.images.GRIDS): "center" = 2 (k + 1/2) / 256 - 1 (VDM, the UQDM
+    # reference and its released weights); configs written before this key existed read as "edge".
+    m.data_grid = images.DEFAULT_GRID
     m.tile_size = 32                   # codec: images are padded and split into tiles of this size
     m.tile_batch = 1                   # codec: the network always runs on this many tiles at once
     return m
@@ -89,6 +93,8 @@ def model_config(m) -> ml_collections.ConfigDict:
             value = m[old]
             del m[old]
             m[new] = value
+    if "data_grid" not in m:  # written before the grid was recorded: those models were trained on "edge"
+        m.data_grid = "edge"
     return m
 
 
@@ -105,6 +111,8 @@ def _check_model_config(m) -> None:
         raise ValueError(f"config.model.diffusion_steps must be >= 1, got {m.diffusion_steps}.")
     if not m.gamma_max > m.gamma_min:
         raise ValueError("config.model.gamma_max must exceed gamma_min (SNR decreases in time).")
+    if m.get("data_grid", "edge") not in images.GRIDS:
+        raise ValueError(f"config.model.data_grid={m.data_grid!r}; use one of {images.GRIDS}.")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -135,9 +143,12 @@ def std_to_scale(family: str, std):
 
 
 def step_rate_nats(family: str, z_s, loc, scale, width):
-    """-log mass of g(loc, scale) on [z_s - width/2, z_s + width/2] (= -log Delta - log p(z_s)), nats."""
-    p = densities.bin_probability(family, loc, scale, z_s - 0.5 * width, z_s + 0.5 * width)
-    return -jnp.log(p)
+    """-log mass of g(loc, scale) on [z_s - width/2, z_s + width/2] (= -log Delta - log p(z_s)), nats.
+
+    In log space with no floor (densities.log_bin_probability), as the reference computes it: the
+    NELBO stays an upper bound however far z_s is from loc, and every element keeps its gradient.
+    """
+    return -densities.log_bin_probability(family, loc, scale, z_s - 0.5 * width, z_s + 0.5 * width)
 
 
 def sample_family(family: str, rng, shape):
@@ -239,13 +250,17 @@ class UQDM(nn.Module):
         u = jax.random.uniform(r2, z_t.shape)
         return p["loc"] + p["scale"] * g + p["width"] * (u - 0.5)
 
-    def __call__(self, x, rng, train: bool = False, z_T_source: str | None = None):
+    def __call__(self, x, rng, train: bool = False, z_T_source: str | None = None, noise: dict | None = None):
         """Per-example NELBO terms in nats for x float32 [B, H, W, 3] on the data grid (data.to_model).
 
         Returns dict: prior [B], steps [T, B], recon [B]. One Monte-Carlo sample of each step
         (z_T ~ q(z_T | x) or N(0, I), see `z_T_source` (default config.model.z_T_source);
         z_s ~ U(mu_Q +- Delta/2)). With z_T_source="prior" the prior term is 0 and the sum is the
         expected code length of the codec (codecs/uqdm.py), which draws z_T from shared randomness.
+
+        noise: optional fixed draws instead of `rng`'s: {"eps": [B, H, W, 3] standard normal (z_T),
+        "u": [T, B, H, W, 3] uniform on [0, 1) (z_s = mu_Q + Delta (u_i - 1/2))}, e.g. to compare term by
+        term with another implementation fed the same numbers.
         """
         c = self.cfg
         z_T_source = z_T_source or c.get("z_T_source", "posterior")
@@ -254,23 +269,32 @@ class UQDM(nn.Module):
         T = int(c.diffusion_steps)
         gam = self.gammas()
         rngs = jax.random.split(rng, T + 1)
+        if noise is None:
+            eps = jax.random.normal(rngs[0], x.shape)
+            us = [jax.random.uniform(rngs[i + 1], x.shape) for i in range(T)]
+        else:
+            eps, us = noise["eps"], noise["u"]
+            if eps.shape != x.shape or us.shape != (T,) + x.shape:
+                raise ValueError(f"noise needs eps of shape {x.shape} and u of shape {(T,) + x.shape}, got "
+                                 f"{eps.shape} and {us.shape}.")
         alpha_T, sigma_T = schedules.alpha_sigma_from_gamma(gam[0])
         if z_T_source == "posterior":
-            z = alpha_T * x + sigma_T * jax.random.normal(rngs[0], x.shape)
+            z = alpha_T * x + sigma_T * eps
             prior = jnp.sum(losses.prior_kl(x, alpha_T, sigma_T), axis=(1, 2, 3))
         else:
-            z = jax.random.normal(rngs[0], x.shape)
+            z = eps
             prior = jnp.zeros(x.shape[:1], jnp.float32)
         steps = []
         for i in range(T):
             mu_q, width = forward_posterior(z, x, gam[i], gam[i + 1])
-            z_s = mu_q + width * (jax.random.uniform(rngs[i + 1], x.shape) - 0.5)
+            z_s = mu_q + width * (us[i] - 0.5)
             p = self.reverse(z, i, train)
             steps.append(jnp.sum(step_rate_nats(c.family, z_s, p["loc"], p["scale"], p["width"]),
                                  axis=(1, 2, 3)))
             z = z_s
         alpha_0, sigma_0 = schedules.alpha_sigma_from_gamma(gam[T])
-        recon = jnp.sum(losses.discrete_data_nll(x, z, alpha_0, sigma_0), axis=(1, 2, 3))
+        recon = jnp.sum(losses.discrete_data_nll(x, z, alpha_0, sigma_0, grid=c.get("data_grid", "edge")),
+                        axis=(1, 2, 3))
         return dict(prior=prior, steps=jnp.stack(steps), recon=recon)
 
 
