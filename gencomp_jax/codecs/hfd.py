@@ -11,8 +11,8 @@ an MSE-trained NTC codec as stage 1, a conditional diffusion (or flow) decoder a
               - decoder="flow": flow matching (objectives/flow.py), Euler ODE (better at few steps).
 
 Stage 1 is never trained by the stage-2 loss (its reconstruction enters stage 2 through stop_gradient):
-  - model.stage1.workdir = an NTC training workdir: stage 1 is loaded from it and frozen (no loss term:
-    its Adam updates are exactly zero), the recommended set-up;
+  - model.stage1.workdir = an NTC training workdir (or HFDMethod(config, stage1_params=...)): stage 1 is
+    loaded from it and frozen (no loss term: its Adam updates are exactly zero), the recommended set-up;
   - model.stage1.workdir = "": stage 1 is trained in the same run by its own MSE rate-distortion loss,
     the decoder learning on its current reconstructions (one command for small experiments and tests).
 
@@ -91,7 +91,8 @@ class HFDMethod:
     Metrics: bpp, psnr_stage1 (of Y), the decoder's metrics (denoise_loss / x0_mse or fm_loss).
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, stage1_params=None):
+        """stage1_params: variables of a trained NTC model to freeze as stage 1 (instead of model.stage1.workdir)."""
         m = config.model
         s1 = m.stage1
         self.stage1 = NTCModel(N=int(s1.N), M=int(s1.M), variant=str(_get(s1, "variant", "hyperprior")))
@@ -100,20 +101,19 @@ class HFDMethod:
         self.residual = bool(m.residual)
         self.objective = _decoder_objective(config)
         self.decoder = str(m.decoder)
+        if stage1_params is None and self.stage1_workdir:   # loaded here, outside any jax trace
+            stage1_params = load_stage1(self.stage1_workdir, self.stage1.variant, self.stage1.N, self.stage1.M)
+        self._stage1_params = None if stage1_params is None else jax.tree_util.tree_map(np.asarray, stage1_params)
 
     @property
     def frozen(self) -> bool:
-        return bool(self.stage1_workdir)
-
-    @functools.cached_property
-    def _loaded_stage1(self):
-        return load_stage1(self.stage1_workdir, self.stage1.variant, self.stage1.N, self.stage1.M)
+        return self._stage1_params is not None
 
     def init(self, rng, batch):
         x = jnp.asarray(batch["image"], jnp.float32)
         k1, k2, k3 = jax.random.split(rng, 3)
         if self.frozen:
-            stage1 = jax.tree_util.tree_map(jnp.asarray, self._loaded_stage1)
+            stage1 = jax.tree_util.tree_map(jnp.asarray, self._stage1_params)
         else:
             stage1 = self.stage1_method.init(k1, {"image": x})
         del k2
@@ -193,7 +193,7 @@ class HFDCodec:
     # -- stage 1 ------------------------------------------------------------------------------------
     def preview_float(self, header, segments) -> jnp.ndarray:
         """Y [1, Hp, Wp, 3] (padded, on the 8-bit grid) from the stage-1 segments: what the NTC decoder gives."""
-        y_hat = self.stage1.latent.decode(segments, self.stage1.latent_shape(header.image_shape))
+        y_hat = self.stage1.latent.decode(segments, self.stage1.latent_shape(header.image_shape), header=header)
         x1 = self._synthesis(self.params["stage1"], jnp.asarray(y_hat[None]))
         return images.to_model(images.grid_index(x1))
 
@@ -208,7 +208,7 @@ class HFDCodec:
         header, segments = bitstream.unpack(inner, codec=self.stage1.name, params_hash=self.stage1.fingerprint)
         settings = settings or self.settings
         return bitstream.pack(bitstream.Header(codec=CODEC_NAME, params_hash=self.fingerprint,
-                                               image_shape=header.image_shape, seed=seed,
+                                               image_shape=header.image_shape, seed=seed, checks=header.checks,
                                                meta=settings.to_meta()), segments)
 
     def decompress(self, data: bytes, **options) -> np.ndarray:
