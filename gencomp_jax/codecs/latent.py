@@ -39,7 +39,8 @@ import numpy as np
 from gencomp_jax.codecs import bitstream
 from gencomp_jax.entropy import coder as coder_lib
 from gencomp_jax.entropy import gaussian_conditional as gc
-from gencomp_jax.entropy.factorized import FactorizedPrior, factorized_tables
+from gencomp_jax.entropy.factorized import factorized_tables
+from gencomp_jax.models.hyperprior import factorized_prior
 
 NUM_SEGMENTS = 2  # [z, y]
 
@@ -63,8 +64,13 @@ class LatentCodec:
         self.latent = latent.clone(parent=None)
         self.variables = jax.device_get(variables)
         prior = {"params": self.variables["params"]["prior"]}
-        self._z = factorized_tables(FactorizedPrior(self.latent.N), prior)
-        self._y = gc.gaussian_tables()
+        self._z = factorized_tables(factorized_prior(self.latent.N, getattr(self.latent, "compat", "native")),
+                                    prior)
+        # compat="compressai" (converted CompressAI weights): its 64-scale table, tail mass and index rule,
+        # so that files have the size of CompressAI's own bitstreams
+        compressai = getattr(self.latent, "compat", "native") == "compressai"
+        self._y = gc.gaussian_tables(num_scales=64, tail_mass=1e-9) if compressai else gc.gaussian_tables()
+        self._scale_rule = "ceil" if compressai else "nearest"
         self._med = jnp.asarray(self._z["medians"])
         fns = _compiled(self.latent)
         self._hyper_analysis = fns["hyper_analysis"]
@@ -88,7 +94,8 @@ class LatentCodec:
     def _y_parameters(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """z symbols int [hz, wz, N] -> (mean float32 [h, w, M], scale indexes int64 [h, w, M])."""
         mean, scale = self._params_fn(self.variables, jnp.asarray(z_sym[None], jnp.float32), self._med)
-        return np.asarray(mean[0], np.float32), gc.scale_indexes(np.asarray(scale[0]))
+        idx = gc.scale_indexes(np.asarray(scale[0]), self._y["scales"], rule=self._scale_rule)
+        return np.asarray(mean[0], np.float32), idx
 
     def _z_channels(self, num_symbols: int) -> np.ndarray:
         """Table row (channel) of each z symbol in [h, w, N] raster order."""

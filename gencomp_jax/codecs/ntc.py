@@ -32,7 +32,8 @@ from gencomp_jax.models.hyperprior import NTCModel, latent_module, latent_variab
 
 
 def _model(config) -> NTCModel:
-    return NTCModel(N=int(config.model.N), M=int(config.model.M), variant=str(config.method))
+    return NTCModel(N=int(config.model.N), M=int(config.model.M), variant=str(config.method),
+                    compat=str(config.model.get("compat", "native")))
 
 
 def psnr_from_mse01(mse):
@@ -91,7 +92,7 @@ class NTCCodec:
         self.name = model.variant
         self.params = jax.device_get(params)
         self.fingerprint = bitstream.params_fingerprint(self.params)
-        self.latent = LatentCodec(latent_module(model.variant, model.N, model.M),
+        self.latent = LatentCodec(latent_module(model.variant, model.N, model.M, model.compat),
                                   latent_variables(self.params))
         fns = _transforms(model)
         self._analysis, self._synthesis = fns["analysis"], fns["synthesis"]

@@ -150,6 +150,7 @@ class UQDMCodec(progressive.ProgressiveBase):
     def __init__(self, config, params, *, seed: int = DEFAULT_SEED):
         self.config = config
         self.mcfg = uqdm_model.model_config(config.model)
+        self.grid = self.mcfg.data_grid  # the model's data grid (files of "edge" models decode as before)
         super().__init__(params, tile=int(self.mcfg.tile_size), tile_batch=int(self.mcfg.get("tile_batch", 1)),
                          seed=seed)
         if not self.tile:

@@ -25,6 +25,7 @@ instructions; the realism metrics never fall back to another network silently.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import functools
 import hashlib
@@ -217,6 +218,10 @@ def _rebuild_tensor(storage, offset, size, stride, *unused):
                                            strides=tuple(s * it for s in stride)).copy()
 
 
+def _numpy_scalar(dtype, data):
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
 def _rebuild_parameter(data, *unused):
     return data
 
@@ -237,6 +242,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _rebuild_parameter
         if module == "torch" and name in _DTYPES:
             return _StorageType(name)
+        # numpy scalars inside training checkpoints (optimizer / step entries): plain data
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "scalar":
+            return _numpy_scalar
+        if module == "numpy" and name == "dtype":
+            return np.dtype
+        if module == "_codecs" and name == "encode":  # how protocol-2 pickles store bytes
+            return codecs.encode
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weights file "
                                      "(only tensors and dicts are allowed)")
 
@@ -248,6 +260,17 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
     """Read a torch ``state_dict`` file (zip format of torch >= 1.6, or the legacy format) without torch.
 
     Returns {name: np.ndarray}. Only tensors, (Ordered)dicts and plain values are accepted.
+    """
+    obj = load_torch_checkpoint(path)
+    if not isinstance(obj, dict):
+        raise InceptionWeightsError(f"{path}: expected a state dict, got {type(obj).__name__}")
+    return {k: np.asarray(v) for k, v in obj.items()}
+
+
+def load_torch_checkpoint(path: str):
+    """Read any ``torch.save`` file of tensors, numbers, strings, lists, tuples and (nested) dicts without
+    torch (e.g. a training checkpoint {"model": state_dict, "ema": ..., "step": ...}); tensors become
+    np.ndarray. Every other global is refused. The legacy (pre-1.6) format is read for flat state dicts.
     """
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
@@ -323,9 +346,7 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
                 return v
 
             obj = collections.OrderedDict((k, resolve(v)) for k, v in obj.items())
-    if not isinstance(obj, dict):
-        raise InceptionWeightsError(f"{path}: expected a state dict, got {type(obj).__name__}")
-    return {k: np.asarray(v) for k, v in obj.items()}
+    return obj
 
 
 def save_torch_state_dict(path: str, state: dict[str, np.ndarray]) -> None:

@@ -18,9 +18,12 @@ Test: z_hat = round(z - median) + median, y_hat = round(y - mean) + mean; the li
 the probabilities the coder uses (up to table quantization). Bits are per example, float32.
 Parameters: `h_a`, `h_s`, `prior` (FactorizedPrior(N)); codecs/latent.py's LatentCodec codes y with them.
 
-`NTCModel(N, M, variant)`: g_a -> latent module -> g_s. The latent module shares the model's scope,
-so the parameter tree is flat ({g_a, g_s, h_a, h_s, prior}: the layout of the files and
-checkpoints written before latent modules existed); `latent_variables(params)` cuts it out.
+`NTCModel(N, M, variant, compat)`: g_a -> latent module -> g_s. compat="compressai" is CompressAI's
+function for converted weights (eval/pretrained.py): its convolution geometry, [0, 1] images inside
+the transforms, its 4-layer factorized prior with the medians it learned (stored, not searched).
+The latent module shares the model's scope, so the parameter tree is flat ({g_a, g_s, h_a, h_s,
+prior}: the layout of the files and checkpoints written before latent modules existed);
+`latent_variables(params)` cuts it out.
 """
 
 from __future__ import annotations
@@ -49,14 +52,16 @@ class _GaussianHyperLatent(nn.Module):
 
     N: int = 128
     M: int = 192
+    compat: str = "native"
     stride: ClassVar[int] = HyperAnalysis.stride
     mean_scale: ClassVar[bool] = False
     hyper_synthesis: ClassVar[type] = HyperSynthesis
 
     def setup(self):
-        self.h_a = HyperAnalysis(self.N, mean_scale=self.mean_scale)
-        self.h_s = self.hyper_synthesis(self.N, self.M)
-        self.prior = FactorizedPrior(self.N)
+        geometry = _geometry(self.compat)
+        self.h_a = HyperAnalysis(self.N, mean_scale=self.mean_scale, geometry=geometry)
+        self.h_s = self.hyper_synthesis(self.N, self.M, geometry=geometry)
+        self.prior = factorized_prior(self.N, self.compat)
 
     def _raw_parameters(self, z_hat: Array) -> tuple[Array, Array]:
         raise NotImplementedError
@@ -128,11 +133,13 @@ class NTCModel(nn.Module):
     N: int = 128
     M: int = 192
     variant: str = "hyperprior"
+    compat: str = "native"
 
     def setup(self):
-        self.g_a = AnalysisTransform(self.N, self.M)
-        self.g_s = SynthesisTransform(self.N)
-        self.latent = _latent_class(self.variant)(self.N, self.M)
+        geometry = _geometry(self.compat)
+        self.g_a = AnalysisTransform(self.N, self.M, geometry=geometry)
+        self.g_s = SynthesisTransform(self.N, geometry=geometry)
+        self.latent = _latent_class(self.variant)(self.N, self.M, compat=self.compat)
         nn.share_scope(self, self.latent)  # flat parameter tree (see module docstring)
 
     @property
@@ -141,14 +148,35 @@ class NTCModel(nn.Module):
         return AnalysisTransform.stride * _latent_class(self.variant).stride
 
     def __call__(self, x: Array, *, train: bool, rng: Array | None = None) -> dict:
-        out = self.latent(self.g_a(x), train=train, rng=rng)
-        return {**out, "x_hat": self.g_s(out["y_hat"])}
+        out = self.latent(self.analysis(x), train=train, rng=rng)
+        return {**out, "x_hat": self.synthesis(out["y_hat"])}
 
     def analysis(self, x: Array) -> Array:
+        if self.compat == "compressai":  # CompressAI's transforms see [0, 1] images
+            x = 0.5 * (x + 1.0)
         return self.g_a(x)
 
     def synthesis(self, y_hat: Array) -> Array:
-        return self.g_s(y_hat)
+        x_hat = self.g_s(y_hat)
+        return 2.0 * x_hat - 1.0 if self.compat == "compressai" else x_hat
+
+
+COMPATS = ("native", "compressai")
+
+
+def _geometry(compat: str) -> str:
+    """Convolution geometry of the transforms for `compat` (a key of COMPATS)."""
+    if compat not in COMPATS:
+        raise ValueError(f"compat={compat!r}; use one of {COMPATS}.")
+    return "torch" if compat == "compressai" else "same"
+
+
+def factorized_prior(channels: int, compat: str = "native") -> FactorizedPrior:
+    """The hyper-latent prior of a latent module: CompressAI's EntropyBottleneck for compat="compressai"
+    (4 hidden layers, its learned medians stored), Ballé's 3-layer density with searched medians otherwise."""
+    if _geometry(compat) == "torch":
+        return FactorizedPrior(channels, filters=(3, 3, 3, 3), stored_medians=True)
+    return FactorizedPrior(channels)
 
 
 def _latent_class(variant: str) -> type:
@@ -157,9 +185,9 @@ def _latent_class(variant: str) -> type:
     return LATENTS[variant]
 
 
-def latent_module(variant: str, N: int, M: int) -> _GaussianHyperLatent:
+def latent_module(variant: str, N: int, M: int, compat: str = "native") -> _GaussianHyperLatent:
     """A fresh, unbound latent module of `variant` (a key of LATENTS), e.g. for codecs.latent.LatentCodec."""
-    return _latent_class(variant)(N=N, M=M, parent=None)
+    return _latent_class(variant)(N=N, M=M, compat=compat, parent=None)
 
 
 def latent_variables(params) -> dict:

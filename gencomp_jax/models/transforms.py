@@ -16,6 +16,11 @@ h_s: up-sample to M, up-sample to 3M/2, 3x3 conv   [B, h', w', N]      -> [B, 4 
 Up-sampling is `SubpixelConv`: the same parameters and function as CompressAI's 5x5 stride-2
 transposed convolutions, computed as 4 polyphase stride-1 convolutions + depth-to-space, which
 trains ~30x faster on XLA:CPU than lax.conv_transpose (DESIGN.md "Performance facts").
+
+`geometry` (every transform): "same" (TensorFlow's padding, what this library trains with) or
+"torch": CompressAI's padding (Conv2d(5, 2, padding=2), ConvTranspose2d(5, 2, padding=2,
+output_padding=1)), so that weights converted from CompressAI (eval/pretrained.py) compute CompressAI's
+function (nn/layers.py StridedConv / SubpixelConv).
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from gencomp_jax.nn.layers import GDN, IGDN, Conv, StridedConv, SubpixelConv
 Array = Any
 
 
-def _down(features, name):  # 5x5 stride-2 SAME conv (StridedConv: same params as nn.Conv)
-    return StridedConv(features, 5, 2, name=name)
+def _down(features, name, geometry):  # 5x5 stride-2 conv (StridedConv: same params as nn.Conv)
+    return StridedConv(features, 5, 2, geometry=geometry, name=name)
 
 
 class AnalysisTransform(nn.Module):
@@ -39,14 +44,15 @@ class AnalysisTransform(nn.Module):
 
     N: int = 128
     M: int = 192
+    geometry: str = "same"
     stride: ClassVar[int] = 16
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         for i in range(3):
-            x = _down(self.N, f"conv{i}")(x)
+            x = _down(self.N, f"conv{i}", self.geometry)(x)
             x = GDN(name=f"gdn{i}")(x)
-        return _down(self.M, "conv3")(x)
+        return _down(self.M, "conv3", self.geometry)(x)
 
 
 class SynthesisTransform(nn.Module):
@@ -54,13 +60,14 @@ class SynthesisTransform(nn.Module):
 
     N: int = 128
     out_channels: int = 3
+    geometry: str = "same"
 
     @nn.compact
     def __call__(self, y: Array) -> Array:
         for i in range(3):
-            y = SubpixelConv(self.N, name=f"up{i}")(y)
+            y = SubpixelConv(self.N, geometry=self.geometry, name=f"up{i}")(y)
             y = IGDN(name=f"igdn{i}")(y)
-        return SubpixelConv(self.out_channels, name="up3")(y)
+        return SubpixelConv(self.out_channels, geometry=self.geometry, name="up3")(y)
 
 
 class HyperAnalysis(nn.Module):
@@ -68,14 +75,15 @@ class HyperAnalysis(nn.Module):
 
     N: int = 128
     mean_scale: bool = False
+    geometry: str = "same"
     stride: ClassVar[int] = 4
 
     @nn.compact
     def __call__(self, y: Array) -> Array:
         act = nn.leaky_relu if self.mean_scale else nn.relu
         x = act(Conv(self.N, 3, name="conv0")(y if self.mean_scale else jnp.abs(y)))
-        x = act(_down(self.N, "conv1")(x))
-        return _down(self.N, "conv2")(x)
+        x = act(_down(self.N, "conv1", self.geometry)(x))
+        return _down(self.N, "conv2", self.geometry)(x)
 
 
 class HyperSynthesis(nn.Module):
@@ -83,11 +91,12 @@ class HyperSynthesis(nn.Module):
 
     N: int = 128
     M: int = 192
+    geometry: str = "same"
 
     @nn.compact
     def __call__(self, z: Array) -> Array:
-        x = nn.relu(SubpixelConv(self.N, name="up0")(z))
-        x = nn.relu(SubpixelConv(self.N, name="up1")(x))
+        x = nn.relu(SubpixelConv(self.N, geometry=self.geometry, name="up0")(z))
+        x = nn.relu(SubpixelConv(self.N, geometry=self.geometry, name="up1")(x))
         return nn.relu(Conv(self.M, 3, name="conv2")(x))
 
 
@@ -96,10 +105,11 @@ class MeanScaleHyperSynthesis(nn.Module):
 
     N: int = 128
     M: int = 192
+    geometry: str = "same"
 
     @nn.compact
     def __call__(self, z: Array) -> tuple[Array, Array]:
-        x = nn.leaky_relu(SubpixelConv(self.M, name="up0")(z))
-        x = nn.leaky_relu(SubpixelConv(self.M * 3 // 2, name="up1")(x))
+        x = nn.leaky_relu(SubpixelConv(self.M, geometry=self.geometry, name="up0")(z))
+        x = nn.leaky_relu(SubpixelConv(self.M * 3 // 2, geometry=self.geometry, name="up1")(x))
         scales, means = jnp.split(Conv(2 * self.M, 3, name="conv2")(x), 2, axis=-1)
         return means, scales

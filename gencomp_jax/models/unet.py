@@ -80,14 +80,15 @@ class ResBlock(nn.Module):
     features: int
     norm_groups: int = 32
     dropout: float = 0.0
+    norm_epsilon: float = 1e-6   # GroupNorm epsilon (flax's default; PyTorch's is 1e-5)
 
     @nn.compact
     def __call__(self, x, cond, train: bool = False):
-        h = nn.swish(nn.GroupNorm(_groups(x.shape[-1], self.norm_groups))(x))
+        h = nn.swish(nn.GroupNorm(_groups(x.shape[-1], self.norm_groups), epsilon=self.norm_epsilon)(x))
         h = _conv(self.features)(h)
         if cond is not None:
             h = h + nn.Dense(self.features, use_bias=False, kernel_init=nn.initializers.zeros)(cond)[:, None, None]
-        h = nn.swish(nn.GroupNorm(_groups(self.features, self.norm_groups))(h))
+        h = nn.swish(nn.GroupNorm(_groups(self.features, self.norm_groups), epsilon=self.norm_epsilon)(h))
         if self.dropout > 0:
             h = nn.Dropout(self.dropout, deterministic=not train)(h)
         h = _conv(self.features, zero=True)(h)
@@ -121,6 +122,7 @@ class AttnBlock(nn.Module):
 
     num_heads: int = 1
     norm_groups: int = 32
+    norm_epsilon: float = 1e-6
 
     @nn.compact
     def __call__(self, x):
@@ -128,7 +130,7 @@ class AttnBlock(nn.Module):
         if c % self.num_heads:
             raise ValueError(f"channels {c} not divisible by num_heads {self.num_heads}.")
         d = c // self.num_heads
-        h = nn.GroupNorm(_groups(c, self.norm_groups))(x)
+        h = nn.GroupNorm(_groups(c, self.norm_groups), epsilon=self.norm_epsilon)(x)
         qkv = nn.Dense(3 * c, name="qkv")(h).reshape(b, hgt * wid, 3, self.num_heads, d)
         q, k, v = qkv[:, :, 0] * (1.0 / math.sqrt(d)), qkv[:, :, 1], qkv[:, :, 2]   # [b, n, heads, d]
         if self.num_heads == 1:
@@ -268,6 +270,7 @@ class VDMUNet(nn.Module):
     double_output: bool = False
     residual_input: bool = True
     time_scale: float = 1000.0
+    norm_epsilon: float = 1e-6   # GroupNorm epsilon: 1e-5 for weights converted from PyTorch (eval/pretrained.py)
 
     @nn.compact
     def __call__(self, x, t, y=None, *, train: bool = False):
@@ -281,8 +284,8 @@ class VDMUNet(nn.Module):
         if y is not None:
             h = jnp.concatenate([h, y.astype(h.dtype)], axis=-1)
         h = _conv(d, name="conv_in")(h)
-        rb = lambda: ResBlock(d, self.norm_groups, self.dropout)  # noqa: E731
-        at = lambda: AttnBlock(self.num_heads, self.norm_groups)  # noqa: E731
+        rb = lambda: ResBlock(d, self.norm_groups, self.dropout, self.norm_epsilon)  # noqa: E731
+        at = lambda: AttnBlock(self.num_heads, self.norm_groups, self.norm_epsilon)  # noqa: E731
         hs = []
         for _ in range(self.n_blocks):
             hs.append(h)
@@ -298,7 +301,7 @@ class VDMUNet(nn.Module):
             if self.attention_everywhere:
                 h = at()(h)
         out_c = self.out_channels or c
-        h = nn.swish(nn.GroupNorm(_groups(d, self.norm_groups))(h))
+        h = nn.swish(nn.GroupNorm(_groups(d, self.norm_groups), epsilon=self.norm_epsilon)(h))
         h = _conv(out_c * (2 if self.double_output else 1), zero=True, name="conv_out")(h)
         if self.residual_input:
             if out_c != c:
