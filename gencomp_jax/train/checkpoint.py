@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pathlib
+import shutil
 from typing import Any
 
 import jax
@@ -33,6 +35,40 @@ RESUMABLE_KEYS = ("train.num_steps", "train.log_every", "train.eval_every", "tra
                   "data.data_dir", "data.path",
                   # how the stream is read, not which stream (it is a function of seed and step)
                   "data.workers", "data.prefetch")
+
+
+# ----------------------------------------------------------------------------------- preflight
+class WorkdirError(OSError):
+    """A workdir training cannot use: not creatable or writable, or too little free disk space."""
+
+
+def check_writable(workdir, *, need_bytes: int = 0) -> None:
+    """Before training starts: `workdir` can be created and written (a probe file is written, synced
+    and removed) and its file system has `need_bytes` free. Raises WorkdirError saying what to do."""
+    workdir = pathlib.Path(workdir)
+    probe = workdir / f".gencomp_write_probe_{os.getpid()}"
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as fh:
+            fh.write(b"\0" * 4096)
+            fh.flush()
+            os.fsync(fh.fileno())
+        probe.unlink()
+    except OSError as e:
+        raise WorkdirError(f"cannot write to the workdir {workdir}: {e.strerror or e}. Choose a writable --workdir "
+                           "(and one on a file system with room for the checkpoints).") from None
+    free = shutil.disk_usage(workdir).free
+    if free < need_bytes:
+        raise WorkdirError(f"the file system of the workdir {workdir} has {free / 2**20:.1f} MiB free, but this run's "
+                           f"checkpoints need about {need_bytes / 2**20:.1f} MiB: free some space or choose another "
+                           "--workdir (or lower train.keep_checkpoints).")
+
+
+def checkpoint_bytes(state: Any, keep: int) -> int:
+    """Disk space the checkpoints of `state` need: `keep` kept + one being written, + 16 MiB of slack."""
+    size = sum(int(np.prod(np.shape(x))) * np.dtype(getattr(x, "dtype", np.float32)).itemsize
+               for x in jax.tree_util.tree_leaves(state))
+    return (int(keep) + 1) * size + (16 << 20)
 
 
 # ----------------------------------------------------------------------------------- config.json

@@ -162,7 +162,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, method=Non
     workdir = pathlib.Path(workdir)
     main = distributed.is_main_process()
     if main:
-        workdir.mkdir(parents=True, exist_ok=True)
+        ckpt_lib.check_writable(workdir)  # a clear error now, not at the first checkpoint
     if method is None:
         from gencomp_jax import registry
         method = registry.make_method(config)
@@ -185,6 +185,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, method=Non
 
         it = train_iterator if train_iterator is not None else _default_train_iterator(config)
         state, shardings = init_state(method, config, mesh, tx=tx)
+        if main:  # room for the checkpoints, before the first step
+            ckpt_lib.check_writable(workdir, need_bytes=ckpt_lib.checkpoint_bytes(
+                state, int(config.train.keep_checkpoints)))
         _log.info("State initialised on mesh %s.", dict(mesh.shape))
         start = 0
         if checkpointer.latest_step() is not None:
