@@ -7,7 +7,8 @@ Real files: the eval library (one file per image, each rate point decoded from i
 bpp from those bytes), every (segments, reconstruction) point of `codec.rate_points()`. Ideal DiffC: the
 same image and seed, a chain that samples every step's q(x_s | x_t, x_0) exactly (no channel simulation)
 and costs sum KL bits; evaluated after the same numbers of diffusion steps as the file's segments, with
-the same three reconstructions. Writes <out_dir>/diffc_rd.json (curves per reconstruction, real and
+the same three reconstructions (segments are rate-adaptive, so another image's segment k may hold other
+steps: compare the two as RD curves, not point by point). Writes <out_dir>/diffc_rd.json (curves per reconstruction, real and
 ideal) and the eval library's results file <out_dir>/diffc-files.json.
 """
 
