@@ -82,7 +82,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.eval_num_batches = 4
     c.data.random_flip = True   # horizontal flips of training crops
     c.data.small_images = "pad" # images smaller than the crop: "pad" (mirror) or "upscale" (bicubic)
-    c.data.prefetch = 2         # batches prepared by a background thread (0 = off); values unaffected
+    c.data.prefetch = 2         # batches read ahead per process (0 = none); values unaffected
+    c.data.workers = -1         # grain worker processes; -1 = sized to this host, 0 = read in this process
     c.data.image_key = ""       # for source="tfds": feature name ("" = "image", then "hr", then the only image)
 
     c.optim = ml_collections.ConfigDict()

@@ -278,8 +278,7 @@ class TrainIterator:
 
 
 def _workers(data_cfg) -> int:
-    # TODO(lead): config_utils.base_config should hold `data.workers = -1`; until then -1 is the default.
-    return _resolve_workers(data_cfg.get("workers", -1))
+    return _resolve_workers(data_cfg.workers)
 
 
 # The training loop says it is input-bound when it waited for its next batch more than this fraction
