@@ -469,7 +469,8 @@ def tiny_params(config, *, seed: int = 0):
     from gencomp_jax import registry
 
     size = min(64, int(config.get("data", {}).get("crop_size", 32) or 32))
-    params = registry.make_method(config).init(jax.random.PRNGKey(seed), {"image": jnp.zeros((1, size, size, 3))})
+    init = jax.jit(registry.make_method(config).init)  # one compile beats op-by-op dispatch of a UNet init
+    params = init(jax.random.PRNGKey(seed), {"image": jnp.zeros((1, size, size, 3))})
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(jax.random.PRNGKey(seed + 7), len(leaves))
     return jax.tree_util.tree_unflatten(
