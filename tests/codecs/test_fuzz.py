@@ -57,10 +57,8 @@ def test_hostile_headers_are_refused_by_every_codec(target):
     for shape in HOSTILE:
         f = fuzz.parse_raw(files[0])
         f.shape = shape
-        t0 = time.perf_counter()
-        with pytest.raises(bitstream.BitstreamError, match="pixels"):
-            decode(fuzz.raw_pack(f))
-        assert time.perf_counter() - t0 < 10, "not refused up front"  # generous: the machine is shared
+        with pytest.raises(bitstream.BitstreamError, match="pixels.*refused before decoding"):
+            decode(fuzz.raw_pack(f))  # the container's limit: nothing was allocated from the header
 
 
 def test_read_image_decodes_or_refuses_mutated_images(tmp_path):
