@@ -249,6 +249,12 @@ class ProgressiveBase:
                 f"has {self.tile}: load the config the file was made with")
         if meta["tile_batch"] < 1 or (not meta["tile"] and meta["tile_batch"] != 1):
             raise bitstream.BitstreamError(f"corrupted {self.name} file: bad tile batch in the header")
+        chunk = meta["tile_batch"] * meta["tile"] ** 2  # pixels of one network call (padded with zero tiles)
+        if chunk > bitstream.pixel_limit():
+            raise bitstream.BitstreamError(
+                f"{self.name} file: {meta['tile_batch']} tiles of {meta['tile']}x{meta['tile']} per network call "
+                f"({chunk} pixels) exceed the limit of {bitstream.pixel_limit()} pixels: refused before decoding "
+                f"(a corrupted header, or raise {bitstream.MAX_PIXELS_ENV} if you trust the file)")
 
     def num_segments(self, meta: dict[str, int]) -> int:
         raise NotImplementedError

@@ -61,6 +61,27 @@ def test_hostile_headers_are_refused_by_every_codec(target):
             decode(fuzz.raw_pack(f))  # the container's limit: nothing was allocated from the header
 
 
+@pytest.mark.parametrize("name", ["uqdm", pytest.param("diffc", marks=pytest.mark.xfail(
+    strict=True, reason="DiffC's header meta num_steps is unbounded: np.arange(2^32) -> MemoryError (owner: diffc.py)"))])
+def test_progressive_header_meta_is_bounded(name, monkeypatch):
+    """Found by the long run: a meta varint of 2^62 (UQDM tile_batch) made XLA abort the process
+    ('overflow in static extent product'), 2^32 (DiffC num_steps) a MemoryError."""
+    monkeypatch.setenv(bitstream.MAX_PIXELS_ENV, str(fuzz.FUZZ_MAX_PIXELS))
+    decode, files = fuzz.codec_target(name)
+    f = fuzz.parse_raw(files[0])
+    from gencomp_jax.entropy.varint import read_varint, write_varint
+    values, pos = [], 0
+    while pos < len(f.meta):
+        v, pos = read_varint(f.meta, pos)
+        values.append(v)
+    outcomes = []
+    for i in range(len(values)):
+        for big in (2**32, 2**62):
+            f.meta = b"".join(write_varint(big if j == i else v) for j, v in enumerate(values))
+            outcomes.append(fuzz.run_case(decode, f"meta{i}={big}", fuzz.raw_pack(f), timeout_s=20.0))
+    _check(outcomes, name)
+
+
 def test_read_image_decodes_or_refuses_mutated_images(tmp_path):
     decode, files = fuzz.image_target(str(tmp_path))
     outcomes = fuzz.run_cases(decode, fuzz.cases(files, IMAGE_CASES, seed=1, png=True), timeout_s=20.0,
