@@ -20,6 +20,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from gencomp_jax.config_utils import parse_value
+
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/hyperprior.py:runlocal.",
                                 lock_config=False)
 flags.DEFINE_string("workdir", None, "Sweep root; run i goes to <workdir>/<key>=<value>.")
@@ -41,18 +43,6 @@ flags.mark_flags_as_required(["config", "workdir", "values"])
 FLAGS = flags.FLAGS
 
 TRAIN = pathlib.Path(__file__).resolve().parent / "train.py"
-
-
-def parse_value(text: str):
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def set_key(config, key: str, value):
