@@ -10,11 +10,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import pytest
 import skimage.data
 
 from gencomp_jax import registry
+from tests.codecs import generative_helpers
 from gencomp_jax.codecs import bitstream, ntc
 from gencomp_jax.codecs.base import Codec, Method, codec_id
 from gencomp_jax.data import pad_to_multiple, read_image, to_model
@@ -30,44 +30,20 @@ def _config(n=32, m=48, lmbda=0.01, method="hyperprior"):
     return c
 
 
-def _crops(rng, num, size=64):
-    photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
-    out = []
-    for _ in range(num):
-        p = photos[rng.integers(len(photos))]
-        i, j = rng.integers(0, p.shape[0] - size), rng.integers(0, p.shape[1] - size)
-        out.append(p[i:i + size, j:j + size])
-    return np.stack(out)
-
-
 @pytest.fixture(scope="module")
 def trained():
     """A tiny hyperprior trained for 25 jitted Adam steps on 64x64 crops of skimage photos."""
     config = _config()
     method = ntc.make_method(config)
     assert isinstance(method, Method)
-    rng = np.random.default_rng(0)
-    data = jnp.asarray(_crops(rng, 25 * 8), jnp.float32).reshape(25, 8, 64, 64, 3) / 127.5 - 1
-    params = method.init(jax.random.PRNGKey(0), {"image": data[0]})
-    tx = optax.adam(2e-3)
-    opt = tx.init(params)
-
-    @jax.jit
-    def step(params, opt, batch, key):
-        (loss, _), g = jax.value_and_grad(method.loss, has_aux=True)(params, {"image": batch}, key, True)
-        upd, opt = tx.update(g, opt, params)
-        return optax.apply_updates(params, upd), opt, loss
-
-    for i in range(25):
-        params, opt, loss = step(params, opt, data[i], jax.random.PRNGKey(i))
-    assert np.isfinite(float(loss))
+    params = generative_helpers.train(method, 25)
     return config, params, ntc.make_codec(config, params)
 
 
 def test_method_metrics_consistent(trained):
     config, params, _ = trained
     method = ntc.make_method(config)
-    x = jnp.asarray(_crops(np.random.default_rng(1), 2), jnp.float32) / 127.5 - 1
+    x = jnp.asarray(generative_helpers.crops(np.random.default_rng(1), 2), jnp.float32) / 127.5 - 1
     loss, m = jax.jit(lambda p, x: method.loss(p, {"image": x}, None, False))(params, x)
     np.testing.assert_allclose(loss, m["bpp"] + 0.01 * 255 ** 2 * m["mse"], rtol=1e-5)
     np.testing.assert_allclose(m["psnr"], -10 * np.log10(m["mse"]), rtol=1e-5)
