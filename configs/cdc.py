@@ -11,7 +11,7 @@ Presets (comma-separated, e.g. `configs/cdc.py:runlocal,beta=0.02`):
   steps=n      override train.num_steps
 """
 
-from gencomp_jax.config_utils import base_config, parse_arg
+from gencomp_jax.config_utils import base_config, cpu_run, gpu_run, parse_arg
 
 
 def get_config(arg=None):
@@ -42,24 +42,10 @@ def get_config(arg=None):
         m.context_norm_groups = 8
         m.net = dict(arch="unet", ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_levels=(2,), norm_groups=8)
         m.sample_steps = 20
-        config.data.source = "skimage"
-        config.data.crop_size = 64
-        config.data.batch_size = 8
-        config.optim.learning_rate = 1e-3
-        config.optim.warmup_steps = 50
-        config.train.num_steps = 3000
-        config.train.log_every = 100
-        config.train.checkpoint_every = 1000
-        config.train.ema_decay = 0.99
+        cpu_run(config, num_steps=3000)
     if args.gpu or args.imagenet64:
-        config.data.source = "tfds"
-        config.data.name = "clic" if args.gpu else "imagenet_resized/64x64"
-        config.data.crop_size = 256 if args.gpu else 64
-        config.data.batch_size = 8 if args.gpu else 64
-        config.train.num_steps = 1_000_000
-        config.train.log_every = 1000
-        config.train.checkpoint_every = 10_000
-        config.train.eval_every = 10_000
+        gpu_run(config, name="clic" if args.gpu else "imagenet_resized/64x64", crop_size=256 if args.gpu else 64,
+                batch_size=8 if args.gpu else 64)
     if args.beta:
         m.beta = float(args.beta)
     if args.rho >= 0:

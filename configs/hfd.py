@@ -13,7 +13,7 @@ Presets (comma-separated, e.g. `configs/hfd.py:runlocal,stage1=runs/hp`):
   steps=n      override train.num_steps
 """
 
-from gencomp_jax.config_utils import base_config, parse_arg
+from gencomp_jax.config_utils import base_config, cpu_run, gpu_run, parse_arg
 
 
 def get_config(arg=None):
@@ -45,26 +45,12 @@ def get_config(arg=None):
     if args.runlocal:
         m.stage1 = dict(variant="hyperprior", N=64, M=96, lmbda=0.0130, workdir=str(args.stage1))
         m.net = dict(arch="unet", ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_levels=(2,), norm_groups=8)
-        config.data.source = "skimage"
-        config.data.crop_size = 64
-        config.data.batch_size = 8
-        config.optim.learning_rate = 1e-3
-        config.optim.warmup_steps = 50
-        config.train.num_steps = 3000
-        config.train.log_every = 100
-        config.train.checkpoint_every = 1000
-        config.train.ema_decay = 0.99
+        cpu_run(config, num_steps=3000)
     if args.gpu or args.imagenet64:
         m.stage1 = dict(variant="hyperprior", N=128, M=192, lmbda=0.0130, workdir=str(args.stage1))
         m.net = dict(arch="unet", ch=128, ch_mult=(1, 2, 2, 4), num_res_blocks=2, attn_levels=(3,), norm_groups=32)
-        config.data.source = "tfds"
-        config.data.name = "clic" if args.gpu else "imagenet_resized/64x64"
-        config.data.crop_size = 256 if args.gpu else 64
-        config.data.batch_size = 16 if args.gpu else 64
-        config.train.num_steps = 1_000_000
-        config.train.log_every = 1000
-        config.train.checkpoint_every = 10_000
-        config.train.eval_every = 10_000
+        gpu_run(config, name="clic" if args.gpu else "imagenet_resized/64x64", crop_size=256 if args.gpu else 64,
+                batch_size=16 if args.gpu else 64)
     if args.lmbda:
         m.stage1.lmbda = float(args.lmbda)
     if args.steps:

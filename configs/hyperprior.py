@@ -8,7 +8,7 @@ Presets (comma-separated, e.g. `configs/hyperprior.py:runlocal,lmbda=0.0067`):
   steps=n      override train.num_steps
 """
 
-from gencomp_jax.config_utils import base_config, parse_arg
+from gencomp_jax.config_utils import base_config, cpu_run, gpu_run, parse_arg
 
 # CompressAI bmshj2018-hyperprior, MSE: quality -> (lambda, N, M)
 QUALITIES = {
@@ -36,26 +36,11 @@ def get_config(arg=None):
 
     if args.runlocal:
         config.model.N, config.model.M = 64, 96
-        config.data.source = "skimage"
-        config.data.crop_size = 64
-        config.data.batch_size = 8
-        config.optim.learning_rate = 1e-3
-        config.optim.warmup_steps = 50
-        config.train.num_steps = 5000
-        config.train.log_every = 100
-        config.train.checkpoint_every = 1000
-        config.train.ema_decay = 0.99
+        cpu_run(config, num_steps=5000)
     if args.gpu:
-        config.data.source = "tfds"
-        config.data.name = "clic"
-        config.data.crop_size = 256
-        config.data.batch_size = 16
+        gpu_run(config, name="clic", crop_size=256, batch_size=16)
         config.optim.learning_rate = 1e-4
         config.optim.warmup_steps = 1000
-        config.train.num_steps = 1_000_000
-        config.train.log_every = 1000
-        config.train.checkpoint_every = 10_000
-        config.train.eval_every = 10_000
     if args.lmbda:
         config.model.lmbda = float(args.lmbda)
     if args.steps:

@@ -17,7 +17,7 @@ Presets (comma-separated, big_vision style):
 
 from __future__ import annotations
 
-from gencomp_jax.config_utils import base_config, parse_arg
+from gencomp_jax.config_utils import base_config, cpu_run, gpu_run, parse_arg
 from gencomp_jax.models.uqdm import default_model_config
 
 
@@ -44,47 +44,19 @@ def get_config(arg=None):
     net = "tiny"
 
     if a.cifar10:
-        c.data.source = "tfds"
-        c.data.name = "cifar10"
-        c.data.split = "train"
-        c.data.eval_source = "tfds"
-        c.data.eval_split = "test"
-        c.data.crop_size = 32
-        c.data.batch_size = 128
+        gpu_run(c, name="cifar10", crop_size=32, batch_size=128, num_steps=500_000, eval_split="test")
         c.model.tile_size = 32
         c.model.tile_batch = 64          # GPU codec throughput (stored in each file)
-        c.train.num_steps = 500_000
-        c.train.log_every = 1000
-        c.train.eval_every = 10_000
-        c.train.checkpoint_every = 10_000
         net = "small"
     if a.imagenet64:
-        c.data.source = "tfds"
-        c.data.name = "imagenet_resized/64x64"
-        c.data.split = "train"
-        c.data.eval_source = "tfds"
-        c.data.eval_split = "validation"
-        c.data.crop_size = 64
-        c.data.batch_size = 64
+        gpu_run(c, name="imagenet_resized/64x64", crop_size=64, batch_size=64, num_steps=500_000, eval_split="validation")
         c.model.tile_size = 64
         c.model.tile_batch = 16          # GPU codec throughput (stored in each file)
-        c.train.num_steps = 500_000
-        c.train.log_every = 1000
-        c.train.eval_every = 10_000
-        c.train.checkpoint_every = 10_000
         net = "small"
     if a.runlocal:
-        c.data.source = "skimage"
-        c.data.crop_size = 32
-        c.data.batch_size = 8
+        cpu_run(c, num_steps=2000, crop_size=32, warmup_steps=100)
         c.model.tile_size = 32
-        c.optim.warmup_steps = 100
-        c.optim.learning_rate = 1e-3
         c.optim.decay = "cosine"
-        c.train.num_steps = 2000
-        c.train.log_every = 100
-        c.train.checkpoint_every = 1000
-        c.train.ema_decay = 0.99
         c.eval.dataset = "kodak"
         net = "tiny"
     if a.net:

@@ -10,7 +10,7 @@ Presets (comma-separated, e.g. `configs/vdm.py:runlocal`):
   steps=n      override train.num_steps
 """
 
-from gencomp_jax.config_utils import base_config, parse_arg
+from gencomp_jax.config_utils import base_config, cpu_run, gpu_run, parse_arg
 
 RUNLOCAL_TRAIN = "astronaut,chelsea,motorcycle_left,motorcycle_right,hubble_deep_field,immunohistochemistry,retina"
 RUNLOCAL_HELDOUT = "coffee,rocket"
@@ -41,34 +41,20 @@ def get_config(arg=None):
     if args.runlocal:
         m.net = dict(arch="unet", ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_levels=(1,), norm_groups=8)
         m.sample_steps = 50
-        config.data.source = "skimage"
+        cpu_run(config, num_steps=300, crop_size=32, batch_size=16, warmup_steps=20, log_every=50,
+                checkpoint_every=300)
         config.data.path = RUNLOCAL_TRAIN
-        config.data.crop_size = 32
-        config.data.batch_size = 16
         config.data.eval_source = "skimage"
         config.data.eval_path = RUNLOCAL_HELDOUT
         config.data.eval_num_batches = 4
-        config.optim.learning_rate = 1e-3
-        config.optim.warmup_steps = 20
-        config.train.num_steps = 300
-        config.train.log_every = 50
         config.train.eval_every = 100
-        config.train.checkpoint_every = 300
-        config.train.ema_decay = 0.99
     if args.cifar10 or args.imagenet64:
-        config.data.source = "tfds"
-        config.data.name = "cifar10" if args.cifar10 else "imagenet_resized/64x64"
-        config.data.crop_size = 32 if args.cifar10 else 64
-        config.data.batch_size = 128 if args.cifar10 else 64
-        config.data.eval_source = "tfds"
-        config.data.eval_split = "test" if args.cifar10 else "validation"
+        gpu_run(config, name="cifar10" if args.cifar10 else "imagenet_resized/64x64",
+                crop_size=32 if args.cifar10 else 64, batch_size=128 if args.cifar10 else 64,
+                eval_split="test" if args.cifar10 else "validation")
         config.data.eval_num_batches = 20
         m.net = dict(arch="unet", ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_levels=(1, 2, 3),
                      dropout=0.1, norm_groups=32)
-        config.train.num_steps = 1_000_000
-        config.train.log_every = 1000
-        config.train.eval_every = 10_000
-        config.train.checkpoint_every = 10_000
     if args.uqdm_tiny or args.uqdm_small:
         m.net = dict(arch="vdm_unet", preset="tiny" if args.uqdm_tiny else "small")
         m.gamma_min, m.gamma_max = -12.3, 6.0

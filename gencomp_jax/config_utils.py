@@ -139,3 +139,40 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.get_config(arg or None)
+
+
+def cpu_run(config: ml_collections.ConfigDict, *, num_steps: int, crop_size: int = 64, batch_size: int = 8,
+            learning_rate: float = 1e-3, warmup_steps: int = 50, log_every: int = 100,
+            checkpoint_every: int = 1000, ema_decay: float = 0.99) -> ml_collections.ConfigDict:
+    """Sizes a `runlocal` run for a CPU: crops of the bundled scikit-image photos, a high learning rate with a
+    short warm-up, a short EMA; the run's length, log and checkpoint cadence. The one place the `runlocal`
+    presets of the config files share."""
+    config.data.source = "skimage"
+    config.data.crop_size = crop_size
+    config.data.batch_size = batch_size
+    config.optim.learning_rate = learning_rate
+    config.optim.warmup_steps = warmup_steps
+    config.train.num_steps = num_steps
+    config.train.log_every = log_every
+    config.train.checkpoint_every = checkpoint_every
+    config.train.ema_decay = ema_decay
+    return config
+
+
+def gpu_run(config: ml_collections.ConfigDict, *, name: str, crop_size: int, batch_size: int,
+            num_steps: int = 1_000_000, eval_split: str | None = None) -> ml_collections.ConfigDict:
+    """Sizes an accelerator run on the TFDS dataset `name`: crops, global batch, `num_steps` training steps
+    logged every 1000 and evaluated and checkpointed every 10 000. With `eval_split`, held-out evaluation
+    reads that split of the same dataset. The one place the GPU presets of the config files share."""
+    config.data.source = "tfds"
+    config.data.name = name
+    config.data.crop_size = crop_size
+    config.data.batch_size = batch_size
+    if eval_split is not None:
+        config.data.eval_source = "tfds"
+        config.data.eval_split = eval_split
+    config.train.num_steps = num_steps
+    config.train.log_every = 1000
+    config.train.eval_every = 10_000
+    config.train.checkpoint_every = 10_000
+    return config

@@ -96,7 +96,7 @@ class CDCModel(nn.Module):
     norm_groups: int = 8
 
     def setup(self):
-        self.g_a = AnalysisTransform(self.N, self.M)
+        self.g_a = AnalysisTransform(self.N, M=self.M)
         self.latent = MeanScaleLatent(self.N, self.M)
         self.decoder = ConditionalDenoiser(tuple(self.context_features), self.net, self.norm_groups)
 

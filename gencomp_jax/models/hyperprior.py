@@ -60,7 +60,7 @@ class _GaussianHyperLatent(nn.Module):
     def setup(self):
         geometry = _geometry(self.compat)
         self.h_a = HyperAnalysis(self.N, mean_scale=self.mean_scale, geometry=geometry)
-        self.h_s = self.hyper_synthesis(self.N, self.M, geometry=geometry)
+        self.h_s = self.hyper_synthesis(self.N, M=self.M, geometry=geometry)
         self.prior = factorized_prior(self.N, self.compat)
 
     def _raw_parameters(self, z_hat: Array) -> tuple[Array, Array]:
@@ -137,7 +137,7 @@ class NTCModel(nn.Module):
 
     def setup(self):
         geometry = _geometry(self.compat)
-        self.g_a = AnalysisTransform(self.N, self.M, geometry=geometry)
+        self.g_a = AnalysisTransform(self.N, M=self.M, geometry=geometry)
         self.g_s = SynthesisTransform(self.N, geometry=geometry)
         self.latent = _latent_class(self.variant)(self.N, self.M, compat=self.compat)
         nn.share_scope(self, self.latent)  # flat parameter tree (see module docstring)

@@ -39,12 +39,22 @@ def _down(features, name, geometry):  # 5x5 stride-2 conv (StridedConv: same par
     return StridedConv(features, 5, 2, geometry=geometry, name=name)
 
 
-class AnalysisTransform(nn.Module):
-    """g_a. N hidden channels, M latent channels."""
+def _up(features, name, geometry):  # 5x5 stride-2 up-sampling (SubpixelConv: CompressAI's ConvTranspose2d)
+    return SubpixelConv(features, geometry=geometry, name=name)
+
+
+class _Transform(nn.Module):
+    """The fields every transform has: N hidden channels and the padding `geometry` (module docstring).
+    A subclass's own fields come after these, so pass them by keyword."""
 
     N: int = 128
-    M: int = 192
     geometry: str = "same"
+
+
+class AnalysisTransform(_Transform):
+    """g_a. N hidden channels, M latent channels."""
+
+    M: int = 192
     stride: ClassVar[int] = 16
 
     @nn.compact
@@ -55,27 +65,23 @@ class AnalysisTransform(nn.Module):
         return _down(self.M, "conv3", self.geometry)(x)
 
 
-class SynthesisTransform(nn.Module):
+class SynthesisTransform(_Transform):
     """g_s. N hidden channels, `out_channels` output channels (3 for RGB)."""
 
-    N: int = 128
     out_channels: int = 3
-    geometry: str = "same"
 
     @nn.compact
     def __call__(self, y: Array) -> Array:
         for i in range(3):
-            y = SubpixelConv(self.N, geometry=self.geometry, name=f"up{i}")(y)
+            y = _up(self.N, f"up{i}", self.geometry)(y)
             y = IGDN(name=f"igdn{i}")(y)
-        return SubpixelConv(self.out_channels, geometry=self.geometry, name="up3")(y)
+        return _up(self.out_channels, "up3", self.geometry)(y)
 
 
-class HyperAnalysis(nn.Module):
+class HyperAnalysis(_Transform):
     """h_a, applied to |y| with ReLUs; `mean_scale=True`: applied to y with LeakyReLUs (Minnen et al.)."""
 
-    N: int = 128
     mean_scale: bool = False
-    geometry: str = "same"
     stride: ClassVar[int] = 4
 
     @nn.compact
@@ -86,30 +92,26 @@ class HyperAnalysis(nn.Module):
         return _down(self.N, "conv2", self.geometry)(x)
 
 
-class HyperSynthesis(nn.Module):
+class HyperSynthesis(_Transform):
     """h_s: z_hat -> (nonnegative) scales of y."""
 
-    N: int = 128
     M: int = 192
-    geometry: str = "same"
 
     @nn.compact
     def __call__(self, z: Array) -> Array:
-        x = nn.relu(SubpixelConv(self.N, geometry=self.geometry, name="up0")(z))
-        x = nn.relu(SubpixelConv(self.N, geometry=self.geometry, name="up1")(x))
+        x = nn.relu(_up(self.N, "up0", self.geometry)(z))
+        x = nn.relu(_up(self.N, "up1", self.geometry)(x))
         return nn.relu(Conv(self.M, 3, name="conv2")(x))
 
 
-class MeanScaleHyperSynthesis(nn.Module):
+class MeanScaleHyperSynthesis(_Transform):
     """h_s of the mean-scale hyperprior: z_hat -> (means, raw scales), each [..., M]."""
 
-    N: int = 128
     M: int = 192
-    geometry: str = "same"
 
     @nn.compact
     def __call__(self, z: Array) -> tuple[Array, Array]:
-        x = nn.leaky_relu(SubpixelConv(self.M, geometry=self.geometry, name="up0")(z))
-        x = nn.leaky_relu(SubpixelConv(self.M * 3 // 2, geometry=self.geometry, name="up1")(x))
+        x = nn.leaky_relu(_up(self.M, "up0", self.geometry)(z))
+        x = nn.leaky_relu(_up(self.M * 3 // 2, "up1", self.geometry)(x))
         scales, means = jnp.split(Conv(2 * self.M, 3, name="conv2")(x), 2, axis=-1)
         return means, scales

@@ -87,7 +87,7 @@ def test_native_geometry_is_not_compressai():
     x = images.to_model(jnp.asarray(FWD["x"]), grid="edge")
     y_torch = model.apply(variables, x, method=NTCModel.analysis)
     from gencomp_jax.models.transforms import AnalysisTransform
-    y_same = AnalysisTransform(config.model.N, config.model.M).apply(
+    y_same = AnalysisTransform(config.model.N, M=config.model.M).apply(
         {"params": variables["params"]["g_a"]}, (x + 1.0) / 2.0)
     np.testing.assert_allclose(y_torch, FWD["bmshj2018_y"], atol=TOL)
     assert float(jnp.max(jnp.abs(y_same - FWD["bmshj2018_y"]))) > 1e-2
