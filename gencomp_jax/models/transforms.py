@@ -43,6 +43,15 @@ def _up(features, name, geometry):  # 5x5 stride-2 up-sampling (SubpixelConv: Co
     return SubpixelConv(features, geometry=geometry, name=name)
 
 
+def _four_layers(x, layer, norm, names, hidden, out, geometry):
+    """g_a / g_s: 3 x (layer to `hidden` channels, GDN or IGDN), then a layer to `out` channels.
+    names: (layer prefix, norm prefix), e.g. ("conv", "gdn") -> conv0, gdn0, ..., conv3."""
+    for i in range(3):
+        x = layer(hidden, f"{names[0]}{i}", geometry)(x)
+        x = norm(name=f"{names[1]}{i}")(x)
+    return layer(out, f"{names[0]}3", geometry)(x)
+
+
 class _Transform(nn.Module):
     """The fields every transform has: N hidden channels and the padding `geometry` (module docstring).
     A subclass's own fields come after these, so pass them by keyword."""
@@ -59,10 +68,7 @@ class AnalysisTransform(_Transform):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        for i in range(3):
-            x = _down(self.N, f"conv{i}", self.geometry)(x)
-            x = GDN(name=f"gdn{i}")(x)
-        return _down(self.M, "conv3", self.geometry)(x)
+        return _four_layers(x, _down, GDN, ("conv", "gdn"), self.N, self.M, self.geometry)
 
 
 class SynthesisTransform(_Transform):
@@ -72,10 +78,7 @@ class SynthesisTransform(_Transform):
 
     @nn.compact
     def __call__(self, y: Array) -> Array:
-        for i in range(3):
-            y = _up(self.N, f"up{i}", self.geometry)(y)
-            y = IGDN(name=f"igdn{i}")(y)
-        return _up(self.out_channels, "up3", self.geometry)(y)
+        return _four_layers(y, _up, IGDN, ("up", "igdn"), self.N, self.out_channels, self.geometry)
 
 
 class HyperAnalysis(_Transform):
