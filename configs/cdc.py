@@ -31,10 +31,7 @@ def get_config(arg=None):
     m.sample_steps = 65           # DDIM steps (the paper's default)
     m.noise_scale = 0.8           # temperature of the initial noise (the reference's 0.8)
     m.realism = 1.0
-    config.optim.learning_rate = 1e-4
-    config.optim.warmup_steps = 1000
-    config.optim.clip_norm = 1.0
-    config.train.ema_decay = 0.999
+    config.optim.warmup_steps = 1000  # learning rate, clipping and EMA: base_config's 1e-4, 1.0, 0.999
 
     if args.runlocal:
         m.N, m.M = 64, 96

@@ -38,9 +38,7 @@ def get_config(arg=None):
     m.num_samples = 1
     m.sample_size = 0
     config.optim.learning_rate = 2e-4
-    config.optim.warmup_steps = 1000
-    config.optim.clip_norm = 1.0
-    config.train.ema_decay = 0.999
+    config.optim.warmup_steps = 1000  # clipping and EMA: base_config's 1.0, 0.999
 
     if args.runlocal:
         m.stage1 = dict(variant="hyperprior", N=64, M=96, lmbda=0.0130, workdir=str(args.stage1))

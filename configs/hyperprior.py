@@ -30,9 +30,7 @@ def get_config(arg=None):
             raise ValueError(f"quality must be one of 1..8, got {args.quality}.")
         config.model.lmbda, config.model.N, config.model.M = QUALITIES[args.quality]
 
-    config.optim.learning_rate = 1e-4
-    config.optim.warmup_steps = 100
-    config.optim.clip_norm = 1.0
+    # optimisation: base_config's (Adam 1e-4, warm-up 100, clipping 1.0, EMA 0.999)
 
     if args.runlocal:
         config.model.N, config.model.M = 64, 96

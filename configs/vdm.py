@@ -34,8 +34,7 @@ def get_config(arg=None):
     m.num_samples = 16
     m.sample_size = 0
     config.optim.learning_rate = 2e-4
-    config.optim.warmup_steps = 1000
-    config.optim.clip_norm = 1.0
+    config.optim.warmup_steps = 1000  # clipping: base_config's 1.0
     config.train.ema_decay = 0.9999
 
     if args.runlocal:
