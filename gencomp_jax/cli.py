@@ -160,7 +160,7 @@ def cmd_info(args) -> int:
     entry = registry.get(header.codec)
     h, w, c = header.image_shape
     print(f"file:        {args.input} ({len(data)} bytes, {len(data) * 8 / (h * w):.4f} bpp)")
-    print(f"codec:       {header.codec} (id {entry.codec_id}, format version {bitstream.FORMAT_VERSION})")
+    print(f"codec:       {header.codec} (id {entry.codec_id}, format version {header.format_version})")
     print(f"model:       {header.params_hash.hex()}")
     print(f"image:       {w}x{h}x{c}")
     print(f"seed:        {header.seed if header.seed else 'none'}")
