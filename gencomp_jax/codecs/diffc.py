@@ -139,6 +139,9 @@ def gaussian_source_model(mu, cov, alpha_sigma) -> DiffusionModel:
 # Step schedule
 
 
+MAX_STEPS = 1 << 16  # bound on a schedule's grid (a file's header meta cannot ask for more)
+
+
 @dataclasses.dataclass(frozen=True)
 class StepSchedule:
     """Transmitted times on the base grid j / base_steps (see the module docstring).
@@ -156,8 +159,8 @@ class StepSchedule:
 
     def __post_init__(self):
         n, k = int(self.base_steps), int(self.num_steps)
-        if n < 1 or k < 1:
-            raise ValueError(f"base_steps and num_steps must be >= 1, got {n}, {k}")
+        if not (1 <= n <= MAX_STEPS and 1 <= k <= MAX_STEPS):
+            raise ValueError(f"base_steps and num_steps must be in [1, {MAX_STEPS}], got {n}, {k}")
         if not 0 <= int(self.end) < int(self.start) <= n:
             raise ValueError(f"need 0 <= end < start <= base_steps, got end={self.end}, start={self.start}, "
                              f"base_steps={n}")

@@ -61,8 +61,7 @@ def test_hostile_headers_are_refused_by_every_codec(target):
             decode(fuzz.raw_pack(f))  # the container's limit: nothing was allocated from the header
 
 
-@pytest.mark.parametrize("name", ["uqdm", pytest.param("diffc", marks=pytest.mark.xfail(
-    strict=True, reason="DiffC's header meta num_steps is unbounded: np.arange(2^32) -> MemoryError (owner: diffc.py)"))])
+@pytest.mark.parametrize("name", ["uqdm", "diffc"])
 def test_progressive_header_meta_is_bounded(name, monkeypatch):
     """Found by the long run: a meta varint of 2^62 (UQDM tile_batch) made XLA abort the process
     ('overflow in static extent product'), 2^32 (DiffC num_steps) a MemoryError."""
