@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from gencomp_jax.codecs import ntc  # noqa: E402
 from gencomp_jax.nn.layers import SubpixelConv  # noqa: E402
+from tests.codecs.generative_helpers import adam_step, crops  # noqa: E402  (the plain step the codec tests train with)
 
 
 def _config(method="hyperprior"):
@@ -64,17 +65,9 @@ def _time(fn, n, warmup=2):
 
 
 def _batches(seed, n, crop=64, batch=8):
-    import skimage.data
-    photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(),
-              skimage.data.rocket()]
     rng = np.random.default_rng(seed)
     while True:
-        out = []
-        for _ in range(batch):
-            p = photos[rng.integers(len(photos))]
-            i, j = rng.integers(0, p.shape[0] - crop), rng.integers(0, p.shape[1] - crop)
-            out.append(p[i:i + crop, j:j + crop])
-        yield np.stack(out)
+        yield crops(rng, batch, crop, photos=("astronaut", "coffee", "chelsea", "rocket"))
 
 
 def bench_train(config, steps):
@@ -111,13 +104,7 @@ def bench_train(config, steps):
     x = jnp.asarray(next(it), jnp.float32) / 127.5 - 1
     params = method.init(jax.random.PRNGKey(0), {"image": x})
     opt = tx.init(params)
-
-    @jax.jit
-    def plain(params, opt, x, key):
-        (loss, _), g = jax.value_and_grad(method.loss, has_aux=True)(params, {"image": x}, key, True)
-        upd, opt = tx.update(g, opt, params)
-        return optax.apply_updates(params, upd), opt, loss
-
+    plain = adam_step(method, tx)
     holder = {"p": params, "o": opt, "i": 0}
 
     def run_plain():
@@ -156,13 +143,7 @@ def quick_train(config, steps):
     x = jnp.asarray(next(it), jnp.float32) / 127.5 - 1
     params = method.init(jax.random.PRNGKey(0), {"image": x})
     opt = tx.init(params)
-
-    @jax.jit
-    def step(params, opt, x, key):
-        (loss, _), g = jax.value_and_grad(method.loss, has_aux=True)(params, {"image": x}, key, True)
-        upd, opt = tx.update(g, opt, params)
-        return optax.apply_updates(params, upd), opt, loss
-
+    step = adam_step(method, tx)
     for i in range(steps):
         x = jnp.asarray(next(it), jnp.float32) / 127.5 - 1
         params, opt, _ = step(params, opt, x, jax.random.PRNGKey(i))

@@ -13,11 +13,11 @@ import pytest
 import skimage.data
 
 from gencomp_jax.codecs import bitstream, cdc, conditional, hfd, ntc
-from gencomp_jax.codecs.base import Codec, Method, OptionError
+from gencomp_jax.codecs.base import Codec, OptionError
 from gencomp_jax.data import images
 from gencomp_jax.models.cdc import CDCModel, ContextNetwork
 from gencomp_jax.models.unet import UNet
-from tests.codecs.generative_helpers import crops, decode_in_fresh_process, train
+from tests.codecs.generative_helpers import check_file_errors, crops, decode_in_fresh_process, trained_codec
 
 NET = dict(arch="unet", ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_levels=(), mid_attention=False, norm_groups=4)
 
@@ -34,11 +34,7 @@ def _config(beta=0.02, rho=0.0):
 @pytest.fixture(scope="module")
 def trained():
     """A tiny CDC trained for 25 jitted Adam steps on 64x64 crops of skimage photos."""
-    config = _config()
-    method = cdc.make_method(config)
-    assert isinstance(method, Method)
-    params = train(method, 25)
-    return config, params, cdc.make_codec(config, params)
+    return trained_codec(cdc, _config())
 
 
 def test_unet_concatenates_one_conditioning_map_per_level():
@@ -141,15 +137,7 @@ def test_wrong_codec_truncated_corrupt_and_bad_options_are_clear_errors(trained)
     ntc_params = ntc.make_method(ntc_config).init(jax.random.PRNGKey(0), {"image": jnp.zeros((1, 64, 64, 3))})
     with pytest.raises(bitstream.BitstreamError, match="cdc|codec"):
         ntc.make_codec(ntc_config, ntc_params).decompress(data)       # a CDC file given to an NTC checkpoint
-    other = cdc.make_codec(config, jax.tree_util.tree_map(lambda a: a * 1.001, params))
-    with pytest.raises(bitstream.BitstreamError, match="model"):
-        other.decompress(data)
-    with pytest.raises(bitstream.BitstreamError):
-        codec.decompress(data[:-3])
-    bad = bytearray(data)
-    bad[-2] ^= 0x10
-    with pytest.raises(bitstream.BitstreamError):
-        codec.decompress(bytes(bad))
+    check_file_errors(cdc, config, params, codec, data, flip=0x10)
     with pytest.raises(OptionError, match="preview"):
         codec.decompress(data, preview=True)                            # CDC has no pixel-space preview
     with pytest.raises(OptionError, match="sampling_steps"):

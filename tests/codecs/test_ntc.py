@@ -2,7 +2,6 @@
 golden file written by the code before the latent-codec refactor, and the mean-scale variant."""
 
 import pathlib
-import subprocess
 import sys
 
 import flax.serialization
@@ -16,7 +15,7 @@ import skimage.data
 from gencomp_jax import registry
 from tests.codecs import generative_helpers
 from gencomp_jax.codecs import bitstream, ntc
-from gencomp_jax.codecs.base import Codec, Method, codec_id
+from gencomp_jax.codecs.base import Codec, codec_id
 from gencomp_jax.data import pad_to_multiple, read_image, to_model
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -33,11 +32,7 @@ def _config(n=32, m=48, lmbda=0.01, method="hyperprior"):
 @pytest.fixture(scope="module")
 def trained():
     """A tiny hyperprior trained for 25 jitted Adam steps on 64x64 crops of skimage photos."""
-    config = _config()
-    method = ntc.make_method(config)
-    assert isinstance(method, Method)
-    params = generative_helpers.train(method, 25)
-    return config, params, ntc.make_codec(config, params)
+    return generative_helpers.trained_codec(ntc, _config())
 
 
 def test_method_metrics_consistent(trained):
@@ -87,23 +82,9 @@ def test_decode_identical_in_a_separate_process(trained, tmp_path):
     config, params, codec = trained
     image = skimage.data.chelsea()[:70, :90]
     data = codec.compress(image)
-    (tmp_path / "params.msgpack").write_bytes(flax.serialization.msgpack_serialize(
-        jax.tree_util.tree_map(np.asarray, params)))
-    (tmp_path / "file.gcz").write_bytes(data)
-    script = f"""
-import sys, numpy as np, flax.serialization, ml_collections
-sys.path.insert(0, {str(REPO)!r})
-from gencomp_jax.codecs import ntc
-params = flax.serialization.msgpack_restore(open({str(tmp_path / 'params.msgpack')!r}, 'rb').read())
-c = ml_collections.ConfigDict({{"method": "hyperprior", "model": {{"N": 32, "M": 48, "lmbda": 0.01}}}})
-codec = ntc.make_codec(c, params)
-np.save({str(tmp_path / 'rec.npy')!r}, codec.decompress(open({str(tmp_path / 'file.gcz')!r}, 'rb').read()))
-open({str(tmp_path / 'again.gcz')!r}, 'wb').write(codec.compress(np.load({str(tmp_path / 'img.npy')!r})))
-"""
-    np.save(tmp_path / "img.npy", image)
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO, timeout=120)
-    np.testing.assert_array_equal(np.load(tmp_path / "rec.npy"), codec.decompress(data))
-    assert (tmp_path / "again.gcz").read_bytes() == data
+    rec, again = generative_helpers.decode_in_fresh_process(config, params, data, tmp_path, encode=image)
+    np.testing.assert_array_equal(rec, codec.decompress(data))
+    assert again == data
 
 
 def test_wrong_model_and_corrupt_files_are_clear_errors(trained):
