@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import os
 import platform
 import sys
@@ -61,8 +62,7 @@ def main(argv=None) -> int:
         failed |= s["num_failures"] > 0
         print(f"{t}: {s['cases']} cases in {s['run_s']} s, {s['status']}, slowest {s['max_seconds']:.2f} s, "
               f"peak RSS {s['peak_rss_mb']:.0f} MB", flush=True)
-        with open(args.out, "w") as fh:
-            json.dump(report, fh, indent=1)
+        pathlib.Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
     return 1 if failed else 0
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import pathlib
 import os
 import subprocess
 import sys
@@ -130,8 +131,7 @@ def main(argv=None) -> int:
         report["variants"][v] = {"settings": VARIANTS[v], **res}
         bad |= any(c["checked"]["silent_wrong"] for c in res.values())
         print(v, json.dumps(res), flush=True)
-        with open(args.out, "w") as fh:
-            json.dump(report, fh, indent=1)
+        pathlib.Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
     return 1 if bad else 0
 
