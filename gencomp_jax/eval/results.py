@@ -14,15 +14,9 @@ CompressAI's files load as they are: other spellings of a key are renamed to the
 writes (KEY_ALIASES: CompressAI's older "psnr" and its current "ms-ssim-rgb"), and MS-SSIM given
 only in dB ("ms-ssim-db-rgb" = -10 log10(1 - MS-SSIM)) is converted back (DB_KEYS).
 
-Bjøntegaard deltas (VCEG-M33; the piecewise-cubic variant of VCEG-AL22 / JVET CTC by default):
-  bd_rate(rate_a, dist_a, rate_b, dist_b)  average rate difference of B relative to anchor A, in
-      percent, at equal quality, over the overlapping quality range (negative = B saves bits).
-      log(rate) is interpolated as a function of the quality.
-  bd_psnr / bd_quality(...)  average quality difference of B relative to A, in the metric's unit,
-      over the overlapping log-rate range (positive = B is better for higher-is-better metrics).
-  method="pchip" (default): monotone piecewise-cubic Hermite interpolation, works from 2 points.
-  method="cubic": the original least-squares cubic polynomial, needs >= 4 points per curve.
-For MS-SSIM the usual convention is to compute the deltas on ms_ssim_db(x) = -10 log10(1 - x).
+Bjøntegaard deltas live in bd.py (bd_rate, bd_quality = bd_psnr, pure numpy/scipy; re-exported here);
+bd_from_results applies them to two results dicts. For MS-SSIM the deltas are computed on
+ms_ssim_db(x) = -10 log10(1 - x), the usual convention.
 """
 
 from __future__ import annotations
@@ -33,6 +27,8 @@ import pathlib
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from gencomp_jax.eval.bd import bd_psnr, bd_quality, bd_rate  # noqa: F401 -- re-exported
 
 RATE_KEYS = ("bpp", "bpp_est")
 TIME_KEYS = ("encoding_time", "decoding_time")
@@ -130,71 +126,6 @@ def merge_results(items: Sequence[Mapping[str, Any]], *, name: str | None = None
 def ms_ssim_db(x):
     """MS-SSIM in dB, -10 log10(1 - x), the scale on which BD deltas of MS-SSIM are usually computed."""
     return -10.0 * np.log10(1.0 - np.asarray(x, dtype=np.float64))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Bjøntegaard
-
-
-def _prepare(x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"{what}: rate and quality must be 1-D lists of the same length, got {x.shape}, {y.shape}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError(f"{what}: rates and qualities must be finite")
-    order = np.argsort(x)
-    x, y = x[order], y[order]
-    if np.any(np.diff(x) <= 0):
-        raise ValueError(f"{what}: the interpolation variable has repeated values {x}; BD needs distinct points")
-    return x, y
-
-
-def _integral(x, y, lo, hi, method: str) -> float:
-    """Integral over [lo, hi] of the curve through (x, y) (x sorted)."""
-    if method == "cubic":
-        if len(x) < 4:
-            raise ValueError(f"method='cubic' needs at least 4 points per curve, got {len(x)}; use method='pchip'")
-        p = np.polyint(np.polyfit(x, y, 3))
-        return float(np.polyval(p, hi) - np.polyval(p, lo))
-    if method == "pchip":
-        if len(x) < 2:
-            raise ValueError(f"Bjøntegaard deltas need at least 2 points per curve, got {len(x)}")
-        from scipy.interpolate import PchipInterpolator
-
-        return float(PchipInterpolator(x, y).integrate(lo, hi))
-    raise ValueError(f"unknown BD method {method!r}: use 'pchip' or 'cubic'")
-
-
-def _overlap(a, b, what) -> tuple[float, float]:
-    lo, hi = max(a.min(), b.min()), min(a.max(), b.max())
-    if not hi > lo:
-        raise ValueError(f"{what}: the two curves do not overlap ([{a.min():.4g}, {a.max():.4g}] vs "
-                         f"[{b.min():.4g}, {b.max():.4g}]); BD deltas are undefined")
-    return lo, hi
-
-
-def bd_rate(rate_a, dist_a, rate_b, dist_b, *, method: str = "pchip") -> float:
-    """Bjøntegaard delta rate of B relative to anchor A, in percent (negative = B needs fewer bits).
-
-    rate_*: rates (bpp, > 0); dist_*: a quality metric (e.g. PSNR dB) at those rates, monotone in rate.
-    """
-    qa, la = _prepare(dist_a, np.log(np.asarray(rate_a, np.float64)), "bd_rate (anchor)")
-    qb, lb = _prepare(dist_b, np.log(np.asarray(rate_b, np.float64)), "bd_rate (test)")
-    lo, hi = _overlap(qa, qb, "bd_rate")
-    avg = (_integral(qb, lb, lo, hi, method) - _integral(qa, la, lo, hi, method)) / (hi - lo)
-    return float((math.exp(avg) - 1.0) * 100.0)
-
-
-def bd_quality(rate_a, dist_a, rate_b, dist_b, *, method: str = "pchip") -> float:
-    """Bjøntegaard delta quality (e.g. BD-PSNR in dB) of B relative to anchor A."""
-    la, qa = _prepare(np.log(np.asarray(rate_a, np.float64)), dist_a, "bd_quality (anchor)")
-    lb, qb = _prepare(np.log(np.asarray(rate_b, np.float64)), dist_b, "bd_quality (test)")
-    lo, hi = _overlap(la, lb, "bd_quality")
-    return float((_integral(lb, qb, lo, hi, method) - _integral(la, qa, lo, hi, method)) / (hi - lo))
-
-
-bd_psnr = bd_quality
 
 
 def bd_from_results(anchor: Mapping[str, Any], test: Mapping[str, Any], *, metric: str = "psnr-rgb",
