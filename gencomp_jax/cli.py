@@ -1,15 +1,19 @@
-"""`gencomp`: compress / decompress / evaluate / plot / info from the command line.
+"""`gencomp`: compress / decompress / evaluate / plot / bd / info from the command line.
 
     gencomp compress   --checkpoint WORKDIR IN.png OUT.gcz
     gencomp decompress --checkpoint WORKDIR IN.gcz OUT.png [--steps K] [--option NAME=VALUE ...]
     gencomp evaluate   --checkpoint WORKDIR [--checkpoint WORKDIR2 ...] --dataset kodak|PATH --out RESULTS.json
                        [--option NAME=V1,V2,... ...]
-                       [--metrics psnr-rgb,ms-ssim,lpips-alex] [--realism] [--realism-features inception]
+                       [--metrics psnr-rgb,ms-ssim-rgb,lpips-alex] [--realism] [--realism-features inception]
                        [--inception-weights PATH] [--patch-size 256] [--limit N] [--name NAME]
                        [--description TEXT] [--files-dir DIR] [--plot rd.png] [--reference balle2018]
                        [--no-progress]
                        (several --checkpoint: a rate sweep, evaluated per workdir and merged into one curve)
-    gencomp plot       A.json [B.json ...] -o rd.png [--reference balle2018] [--metrics ...] [--title T]
+    gencomp plot       A.json [B.json ...] -o rd.png [--reference NAME[,NAME...] ...] [--metrics ...] [--title T]
+    gencomp plot       --list-references             (the bundled published curves, with their sources)
+    gencomp bd         ANCHOR.json TEST.json [TEST2.json ...] [--metric psnr-rgb] [--method pchip|akima|cubic]
+                       (BD-rate in % and BD-quality of each TEST against ANCHOR; a bundled reference
+                       name, e.g. balle2018, works in place of a file)
     gencomp info       FILE.gcz
 
 Decode options (`--option`, `--steps`) are the ones the file's codec declares (`decode_options`, a
@@ -30,6 +34,7 @@ import argparse
 import os
 import pathlib
 import sys
+import warnings
 
 EXIT_USER_ERROR = 2
 
@@ -116,7 +121,7 @@ def cmd_evaluate(args) -> int:
     if len(args.checkpoint) > 1:  # a rate sweep: one point (or more) per workdir, merged into one curve
         res = sweep.evaluate_sweep(args.checkpoint, out_json=args.out, name=args.name, description=args.description or "",
                                    dataset=args.dataset, images=items, metrics=metrics, realism=realism,
-                                   options=options, plot_path=args.plot, reference=args.reference, progress=not args.no_progress)
+                                   options=options, plot_path=args.plot, reference=_references(args.reference), progress=not args.no_progress)
         written = [args.out] + [str(pathlib.Path(args.out).with_name(f"{pathlib.Path(args.out).stem}_"
                                                                      f"{pathlib.Path(w).resolve().name}.json"))
                                 for w in args.checkpoint]
@@ -129,7 +134,7 @@ def cmd_evaluate(args) -> int:
                                       progress=not args.no_progress)
         written = [args.out, str(evaluate.per_image_csv_path(args.out))]
         if args.plot:
-            plot.plot_rd([res], args.plot, reference=args.reference)
+            plot.plot_rd([res], args.plot, reference=_references(args.reference))
     r = res["results"]
     keys = list(r)
     print("  ".join(f"{k:>13s}" for k in ["point", *keys]))
@@ -139,14 +144,48 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _references(values) -> list[str]:
+    """--reference values (repeatable, comma-separated; "none" = no overlay) -> names."""
+    return [n for v in values or () for n in _csv_list(v) if n != "none"]
+
+
 def cmd_plot(args) -> int:
     from gencomp_jax.eval import plot, results
 
+    if args.list_references:
+        for name in results.reference_names():
+            ref = results.load_reference(name)
+            print(f"{name:<44s} {len(ref['results']['bpp']):>3d} points  {', '.join(ref['results'])}")
+            print(f"    {ref['description']}")
+        return 0
+    if not args.results or not args.output:
+        raise ValueError("give results JSON files and -o OUTPUT (or --list-references)")
     loaded = [results.load_results(p) for p in args.results]
     metrics = _csv_list(args.metrics) if args.metrics else None
-    reference = None if args.reference in (None, "none") else args.reference
-    path = plot.plot_rd(loaded, args.output, metrics=metrics, reference=reference, title=args.title)
+    path = plot.plot_rd(loaded, args.output, metrics=metrics, reference=_references(args.reference),
+                        title=args.title)
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_bd(args) -> int:
+    from gencomp_jax.eval import results
+
+    anchor = results.load_results_or_reference(args.anchor)
+    metric = results.canonical_key(args.metric)
+    unit = " dB" if metric in ("psnr-rgb", "ms-ssim-rgb") else ""
+    scale = " (on -10 log10(1 - MS-SSIM))" if metric == "ms-ssim-rgb" else ""
+    print(f"anchor: {anchor['name']} ({args.anchor}); metric {metric}{scale}, {args.method} interpolation")
+    for spec in args.test:
+        test = results.load_results_or_reference(spec)
+        with warnings.catch_warnings(record=True) as caught:  # small overlap: a note under the line
+            warnings.simplefilter("always")
+            bd = results.bd_from_results(anchor, test, metric=metric, method=args.method)
+        print(f"{test['name']} ({spec}): BD-rate {bd['bd_rate']:+.2f} %  BD-{metric} {bd['bd_quality']:+.4f}{unit}"
+              + (f"  ({bd['dropped']} point(s) at 0 bpp or non-finite {metric} left out)" if bd["dropped"] else ""))
+        for w in caught:
+            print(f"    note: {w.message}")
+    print("BD-rate < 0: the test needs fewer bits for the same quality; BD-quality: test minus anchor.")
     return 0
 
 
@@ -199,14 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", required=True, action="append",
                    help="training workdir of the codec; repeat it for a rate sweep (one curve, merged)")
     e.add_argument("--dataset", default="kodak",
-                   help="'kodak' (bundled), 'skimage', 'tfds:NAME[:SPLIT]' (e.g. tfds:clic:test) or a folder of "
-                        "images, several comma-separated, optionally ending in ':SPLIT' for split sub-folders")
+                   help="'kodak' (the 24 bundled Kodak images), 'skimage' (bundled photographs), "
+                        "'tfds:NAME[:SPLIT]' (a built TensorFlow Datasets set, split 'test' by default, e.g. "
+                        "tfds:clic:validation), or a folder of images in any format Pillow reads (PNG, JPEG, "
+                        "TIFF, ...; e.g. CLIC professional/mobile, Tecnick, McMaster after download), several "
+                        "comma-separated, optionally ending in ':SPLIT' to read split sub-folders (DIR:val)")
     e.add_argument("--option", action="append", default=[], metavar="NAME=V1[,V2,...]",
                    help="decode option to sweep (repeatable): every combination of the given values is applied "
                         "to the codec's rate points, e.g. --option reconstruction=flow,denoise")
     e.add_argument("--out", required=True, help="results JSON to write (per-image CSV goes beside it)")
-    e.add_argument("--metrics", default="psnr-rgb,ms-ssim,lpips-alex",
-                   help="comma-separated per-image metrics: psnr-rgb, ms-ssim, lpips-alex, lpips-vgg")
+    e.add_argument("--metrics", default="psnr-rgb,ms-ssim-rgb,lpips-alex",
+                   help="comma-separated per-image metrics: psnr-rgb, ms-ssim-rgb, lpips-alex, lpips-vgg (older "
+                        "spellings psnr, ms-ssim are read too)")
     e.add_argument("--realism", action="store_true", help="also compute FID/KID over the data set (patches)")
     e.add_argument("--realism-features", default="inception",
                    help="feature network for --realism: inception (fid/kid) or vgg16/alex (fd-vgg16, ...)")
@@ -217,18 +260,31 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--description", default=None)
     e.add_argument("--files-dir", default=None, help="keep the compressed files here (default: temporary)")
     e.add_argument("--plot", default=None, help="also write an RD plot of the results here")
-    e.add_argument("--reference", default=None, choices=["balle2018"], help="published curve to overlay in --plot")
+    e.add_argument("--reference", action="append", default=[], metavar="NAME[,NAME...]",
+                   help="published curve(s) to overlay in --plot (`gencomp plot --list-references`)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(fn=cmd_evaluate)
 
     pl = sub.add_parser("plot", help="plot RD(P) curves from results JSON files")
-    pl.add_argument("results", nargs="+", help="results JSON files (gencomp evaluate --out)")
-    pl.add_argument("-o", "--output", required=True, help="output image (PNG/PDF/SVG)")
-    pl.add_argument("--reference", default=None, choices=["balle2018", "none"],
-                    help="overlay published reference figures (balle2018: Ballé et al. 2018 on Kodak)")
+    pl.add_argument("results", nargs="*", help="results JSON files (gencomp evaluate --out, or CompressAI's)")
+    pl.add_argument("-o", "--output", default=None, help="output image (PNG/PDF/SVG)")
+    pl.add_argument("--reference", action="append", default=[], metavar="NAME[,NAME...]",
+                    help="overlay bundled published curves (repeatable; e.g. balle2018, kodak-compressai-mbt2018-mean, "
+                         "imagenet64-uqdm-flow): see --list-references")
+    pl.add_argument("--list-references", action="store_true",
+                    help="list the bundled published curves with their sources and exit")
     pl.add_argument("--metrics", default=None, help="comma-separated panels (default: all metrics present)")
     pl.add_argument("--title", default=None)
     pl.set_defaults(fn=cmd_plot)
+
+    b = sub.add_parser("bd", help="Bjøntegaard deltas (BD-rate %%, BD-PSNR, ...) of results files against an anchor")
+    b.add_argument("anchor", help="anchor results JSON (or a bundled reference name, e.g. balle2018)")
+    b.add_argument("test", nargs="+", help="results JSON file(s) to compare with the anchor (or reference names)")
+    b.add_argument("--metric", default="psnr-rgb",
+                   help="quality metric: psnr-rgb (default), ms-ssim-rgb (on its dB scale), lpips-alex, fid, ...")
+    b.add_argument("--method", default="pchip", choices=["pchip", "akima", "cubic"],
+                   help="interpolation: pchip (JVET/JCT-VC CTC, default), akima, or the original cubic fit")
+    b.set_defaults(fn=cmd_bd)
 
     i = sub.add_parser("info", help="print the header of a .gcz file")
     i.add_argument("input")

@@ -1,43 +1,43 @@
 """Rate-distortion-perception plots from results files.
 
 `plot_rd(results, out_path)` draws one panel per metric present in any of the results (psnr-rgb,
-ms-ssim, lpips-*, fid, kid, ...), bpp on the x axis, one line per method with the same colour and
-marker in every panel. `reference="balle2018"` overlays published figures (PSNR panel only), drawn
-dashed and labelled as published.
+ms-ssim-rgb, lpips-*, fid, kid, ...), bpp on the x axis, one line per method with the same colour and
+marker in every panel. `reference="balle2018"` (or a list of names) overlays published curves bundled
+with the package (results.reference_names(): Ballé 2018 and CompressAI on Kodak, the UQDM paper's
+ImageNet-64 / CIFAR-10 baselines), dashed, in each panel whose metric they have.
 """
 
 from __future__ import annotations
 
+import math
 import pathlib
 from typing import Any, Mapping, Sequence
 
 from gencomp_jax.eval import results as results_lib
 
-# Published figures, not measured by this project: Ballé, Minnen, Singh, Hwang & Johnston 2018,
-# "Variational image compression with a scale hyperprior" (MSE-optimised), Kodak, as tabulated in
-# DESIGN.md (bpp -> PSNR dB).
-BALLE2018_KODAK = {
-    "name": "Ballé et al. 2018 hyperprior (MSE), published",
-    "description": "Published Kodak results of Ballé et al. 2018 (ICLR), not measured by gencomp_jax.",
-    "results": {
-        "bpp": [0.1152, 0.1857, 0.3018, 0.4690, 0.6864, 0.9669, 1.3074, 1.7275],
-        "psnr-rgb": [27.11, 28.68, 30.62, 32.55, 34.58, 36.72, 38.81, 40.79],
-    },
-}
-REFERENCES = {"balle2018": BALLE2018_KODAK}
-
+REFERENCE_COLORS = ("0.4", "tab:brown", "tab:olive", "tab:cyan", "tab:pink", "0.7")  # dashed: published
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
-LABELS = {"psnr-rgb": "PSNR (RGB) [dB]", "ms-ssim": "MS-SSIM", "lpips-alex": "LPIPS (Alex) ↓",
+LABELS = {"psnr-rgb": "PSNR (RGB) [dB]", "ms-ssim-rgb": "MS-SSIM", "lpips-alex": "LPIPS (Alex) ↓",
           "lpips-vgg": "LPIPS (VGG) ↓", "fid": "FID ↓", "kid": "KID ↓"}
 
 
+def _set_view(ax, points, margin: float = 0.05) -> None:
+    """Axis limits around `points` (finite ones), with a margin; lines beyond them run off the edge."""
+    pts = [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
+    for axis, vals in (("x", [x for x, _ in pts]), ("y", [y for _, y in pts])):
+        lo, hi = min(vals), max(vals)
+        pad = margin * (hi - lo) if hi > lo else max(abs(hi) * margin, 1e-3)
+        (ax.set_xlim if axis == "x" else ax.set_ylim)(lo - pad, hi + pad)
+
+
 def plot_rd(results: Sequence[Mapping[str, Any]], out_path, *, metrics: Sequence[str] | None = None,
-            reference: str | None = None, title: str | None = None) -> pathlib.Path:
+            reference: str | Sequence[str] | None = None, title: str | None = None) -> pathlib.Path:
     """Writes an RD(P) figure with one panel per metric; returns the path.
 
     results: results dicts (results.load_results); several dicts with the same name are one method.
     metrics: panels to draw (default: every quality/realism metric present, see results.metric_keys).
-    reference: None or a key of REFERENCES (e.g. "balle2018").
+    reference: None, or one name or a list of names of bundled published curves (results.reference_names(),
+        e.g. "balle2018", "kodak-compressai-mbt2018-mean", "imagenet64-uqdm-flow").
     """
     # A bare Figure (no pyplot state, no backend switch): safe in scripts, servers and notebooks.
     import matplotlib
@@ -46,8 +46,8 @@ def plot_rd(results: Sequence[Mapping[str, Any]], out_path, *, metrics: Sequence
     results = [results_lib.validate_results(r) for r in results]
     if not results:
         raise ValueError("plot_rd needs at least one results file")
-    if reference is not None and reference not in REFERENCES:
-        raise ValueError(f"unknown reference {reference!r}; available: {sorted(REFERENCES)}")
+    names = [reference] if isinstance(reference, str) else list(reference or ())
+    references = [results_lib.load_reference(n) for n in names]  # unknown name: ResultsError listing them
     panels = [results_lib.canonical_key(m) for m in metrics] if metrics else results_lib.metric_keys(results)
     missing = [m for m in panels if not any(m in r["results"] for r in results)]
     if missing or not panels:
@@ -74,10 +74,18 @@ def plot_rd(results: Sequence[Mapping[str, Any]], out_path, *, metrics: Sequence
             color, marker = styles[name]
             pts = sorted(zip(res["results"]["bpp"], res["results"][metric]))
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=color, label=name)
-        ref = REFERENCES.get(reference) if reference else None
-        if ref is not None and metric in ref["results"]:
-            ax.plot(ref["results"]["bpp"], ref["results"][metric], linestyle="--", marker="x", color="0.4",
+        view = [(x, y) for res in curves.values() if metric in res["results"]
+                for x, y in zip(res["results"]["bpp"], res["results"][metric])]
+        lo, hi = min(x for x, _ in view) / 1.5, max(x for x, _ in view) * 1.5
+        for i, ref in enumerate(references):
+            if metric not in ref["results"]:
+                continue
+            pts = list(zip(ref["results"]["bpp"], ref["results"][metric]))
+            ax.plot(*zip(*pts), linestyle="--", marker="x", color=REFERENCE_COLORS[i % len(REFERENCE_COLORS)],
                     label=ref["name"])
+            view += [(x, y) for x, y in pts if lo <= x <= hi]
+        if references:  # published curves span other rates (up to lossless): show the measured rate range
+            _set_view(ax, view)
         ax.set_xlabel("bpp")
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.grid(True, alpha=0.3)
