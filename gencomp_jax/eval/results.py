@@ -3,7 +3,7 @@
 A results file is
 
     {"name": "hyperprior-q3", "description": "...",
-     "results": {"bpp": [...], "bpp_est": [...], "psnr-rgb": [...], "ms-ssim": [...], ...},
+     "results": {"bpp": [...], "bpp_est": [...], "psnr-rgb": [...], "ms-ssim-rgb": [...], ...},
      ...optional extra keys ("rate_points", "num_images", "dataset")}
 
 with one entry per rate point in every list of "results" (means over the images of the data set).
@@ -11,8 +11,9 @@ with one entry per rate point in every list of "results" (means over the images 
 file per λ of a sweep) into one curve sorted by bpp.
 
 CompressAI's files load as they are: other spellings of a key are renamed to the one this library
-writes (KEY_ALIASES: CompressAI's older "psnr" and its current "ms-ssim-rgb"), and MS-SSIM given
-only in dB ("ms-ssim-db-rgb" = -10 log10(1 - MS-SSIM)) is converted back (DB_KEYS).
+writes, CompressAI's current "psnr-rgb" and "ms-ssim-rgb" (KEY_ALIASES: its older "psnr" and "ms-ssim",
+which this library also wrote before), and MS-SSIM given only in dB ("ms-ssim-db-rgb" =
+-10 log10(1 - MS-SSIM)) is converted back (DB_KEYS).
 
 Bjøntegaard deltas live in bd.py (bd_rate, bd_quality = bd_psnr, pure numpy/scipy; re-exported here);
 bd_from_results applies them to two results dicts. For MS-SSIM the deltas are computed on
@@ -33,9 +34,14 @@ from gencomp_jax.eval.bd import bd_psnr, bd_quality, bd_rate  # noqa: F401 -- re
 RATE_KEYS = ("bpp", "bpp_est")
 TIME_KEYS = ("encoding_time", "decoding_time")
 # Other spellings of a results key -> the key this library writes (and metrics.PER_IMAGE names).
-KEY_ALIASES = {"psnr": "psnr-rgb", "ms-ssim-rgb": "ms-ssim"}
+KEY_ALIASES = {"psnr": "psnr-rgb", "ms-ssim": "ms-ssim-rgb"}
 # MS-SSIM in dB, -10 log10(1 - x) -> the plain MS-SSIM key (converted when only the dB values are given).
-DB_KEYS = {"ms-ssim-db-rgb": "ms-ssim", "ms-ssim-db": "ms-ssim"}
+DB_KEYS = {"ms-ssim-db-rgb": "ms-ssim-rgb", "ms-ssim-db": "ms-ssim-rgb"}
+
+
+# Published curves bundled with the package (results files with their source in "description" and
+# "source"; tests/golden/make_references.py copied them from the anchors' repositories).
+REFERENCES_DIR = pathlib.Path(__file__).resolve().with_name("references")
 
 
 class ResultsError(ValueError):
@@ -65,7 +71,7 @@ def validate_results(res: Mapping[str, Any], *, source: str = "results") -> dict
 
 
 def canonical_key(key: str) -> str:
-    """The key this library uses for a metric spelled `key` (e.g. "ms-ssim-rgb" -> "ms-ssim")."""
+    """The key this library uses for a metric spelled `key` (e.g. "ms-ssim" -> "ms-ssim-rgb")."""
     return KEY_ALIASES.get(key, key)
 
 
@@ -95,6 +101,19 @@ def load_results(path) -> dict:
     except json.JSONDecodeError as e:
         raise ResultsError(f"{path}: not valid JSON ({e})") from None
     return validate_results(res, source=str(path))
+
+
+def reference_names() -> list[str]:
+    """Names of the bundled published curves (`gencomp plot --list-references`), sorted."""
+    return sorted(p.stem for p in REFERENCES_DIR.glob("*.json"))
+
+
+def load_reference(name: str) -> dict:
+    """A bundled published curve by name (e.g. "balle2018", "imagenet64-uqdm-flow"), as load_results reads it."""
+    if name not in reference_names():
+        raise ResultsError(f"unknown reference {name!r}; the bundled ones are: {', '.join(reference_names())} "
+                           "(`gencomp plot --list-references` describes them)")
+    return load_results(REFERENCES_DIR / f"{name}.json")
 
 
 def save_results(res: Mapping[str, Any], path) -> None:
@@ -130,27 +149,48 @@ def ms_ssim_db(x):
 
 def bd_from_results(anchor: Mapping[str, Any], test: Mapping[str, Any], *, metric: str = "psnr-rgb",
                     method: str = "pchip") -> dict[str, float]:
-    """BD-rate (%) and BD-quality of results `test` against results `anchor` for `metric`.
+    """BD-rate (%) and BD-quality of results `test` against results `anchor` for `metric` (bd.py).
 
-    For "ms-ssim" both are computed on ms_ssim_db. Returns {"bd_rate": ..., "bd_quality": ...}.
+    For "ms-ssim-rgb" both are computed on ms_ssim_db. Points no log-rate curve holds are left out and
+    counted: 0 bpp (nothing sent) and a non-finite quality (e.g. PSNR = inf of a lossless point, as in
+    the UQDM paper's curves). Returns {"bd_rate": ..., "bd_quality": ..., "dropped": n}.
     """
     anchor, test = validate_results(anchor), validate_results(test)
     metric = canonical_key(metric)
+    curves, dropped = [], 0
     for r in (anchor, test):
         if metric not in r["results"]:
             raise ResultsError(f"results {r['name']!r} have no {metric!r} (available: {sorted(r['results'])})")
-    conv = ms_ssim_db if metric == "ms-ssim" else (lambda v: np.asarray(v, np.float64))
-    ra, qa = anchor["results"]["bpp"], conv(anchor["results"][metric])
-    rb, qb = test["results"]["bpp"], conv(test["results"][metric])
-    return {"bd_rate": bd_rate(ra, qa, rb, qb, method=method),
-            "bd_quality": bd_quality(ra, qa, rb, qb, method=method)}
+        rate = np.asarray(r["results"]["bpp"], np.float64)
+        with np.errstate(divide="ignore"):
+            q = ms_ssim_db(r["results"][metric]) if metric == "ms-ssim-rgb" else np.asarray(r["results"][metric],
+                                                                                              np.float64)
+        keep = (rate > 0) & np.isfinite(q)
+        dropped += int(np.sum(~keep))
+        curves += [rate[keep], q[keep]]
+    return {"bd_rate": bd_rate(*curves, method=method), "bd_quality": bd_quality(*curves, method=method),
+            "dropped": dropped}
+
+
+def load_results_or_reference(spec: str) -> dict:
+    """load_results(spec) for a file; a bundled reference (load_reference) for a name that is not a file."""
+    if not pathlib.Path(spec).exists() and spec in reference_names():
+        return load_reference(spec)
+    try:
+        return load_results(spec)
+    except ResultsError as e:
+        if "does not exist" in str(e):
+            raise ResultsError(f"{e}, and it is not a bundled reference name (`gencomp plot --list-references`)") from None
+        raise
 
 
 def metric_keys(results_list: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The quality/realism metrics (not rates, times or standard errors) present in any of the results."""
+    """The quality/realism metrics (not rates, times or standard errors) present in any of the results,
+    under the library's names (canonical_key)."""
     seen: list[str] = []
     for r in results_list:
         for k in r["results"]:
+            k = DB_KEYS.get(k, canonical_key(k))
             if (k in RATE_KEYS or k in TIME_KEYS or "_std" in k or "_stderr" in k or k.startswith("num_")
                     or k in seen):
                 continue
@@ -159,7 +199,7 @@ def metric_keys(results_list: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def format_table(rows: Sequence[tuple[str, Mapping[str, Any]]], *,
-                 keys: Sequence[str] = ("bpp", "bpp_est", "psnr-rgb", "ms-ssim", "lpips-alex",
+                 keys: Sequence[str] = ("bpp", "bpp_est", "psnr-rgb", "ms-ssim-rgb", "lpips-alex",
                                         "encoding_time", "decoding_time")) -> str:
     """A plain-text table of results, one line per (label, results dict) and rate point.
 

@@ -133,6 +133,6 @@ def ms_ssim(x, y):
     if min(h, w) < MIN_MS_SSIM_SIDE:
         raise ValueError(
             f"ms_ssim needs images of at least {MIN_MS_SSIM_SIDE}x{MIN_MS_SSIM_SIDE} pixels (5 scales of an "
-            f"11x11 window), got {h}x{w}. Use psnr for smaller images, or drop 'ms-ssim' from the metrics.")
+            f"11x11 window), got {h}x{w}. Use psnr for smaller images, or drop 'ms-ssim-rgb' from the metrics.")
     out = np.asarray(_ms_ssim_batch(jnp.asarray(x), jnp.asarray(y)), dtype=np.float64)
     return float(out[0]) if single else out

@@ -22,7 +22,9 @@ reference images and of reconstructions are compared as distributions.
   (floor(H/p) x floor(W/p)), plus the same grid shifted by p/2 in both directions
   (floor((H - p/2)/p) x floor((W - p/2)/p) patches); partial patches at the borders are dropped.
   A 512x768 Kodak image gives 6 + 2 = 8 patches, Kodak 192 in total. Reference and reconstruction
-  are cut identically.
+  are cut identically. FID from fewer samples than feature dimensions (Kodak: 192 patches < 2048) is
+  strongly biased and comparable only at equal sample counts; fid_from_features then warns
+  (FewSamplesWarning) and recommends KID.
 
 Feature extractors (``get_feature_extractor``): "inception" = the FID Inception-v3 (pool3, 2048-d) with
 the standard pytorch-fid weights file (see gencomp_jax.metrics.inception); the metric names are then
@@ -37,6 +39,7 @@ from __future__ import annotations
 import functools
 import os
 import pickle
+import warnings
 from typing import Sequence
 
 import jax
@@ -48,7 +51,7 @@ from gencomp_jax.metrics.features import FeatureExtractor, batched, check_images
 
 __all__ = [
     "frechet_distance", "feature_statistics", "fid_from_features", "kid_from_features",
-    "extract_patches", "get_feature_extractor", "FeatureExtractor", "realism_metrics",
+    "extract_patches", "get_feature_extractor", "FeatureExtractor", "realism_metrics", "FewSamplesWarning",
 ]
 
 
@@ -87,6 +90,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return float(max(fd, 0.0))
 
 
+class FewSamplesWarning(UserWarning):
+    """FID computed from fewer samples than feature dimensions (biased; compare by KID instead)."""
+
+
 def feature_statistics(feats) -> tuple[np.ndarray, np.ndarray]:
     """feats [N, D] -> (mean [D], covariance [D, D] with ddof=1, as pytorch-fid), float64. N >= 2."""
     f = _check_feats(feats, "feats")
@@ -106,6 +113,13 @@ def fid_from_features(feats1, feats2) -> float:
     if f1.shape[1] != f2.shape[1]:
         raise ValueError(f"feature dims differ: {f1.shape[1]} vs {f2.shape[1]}")
     n1, n2, d = len(f1), len(f2), f1.shape[1]
+    if min(n1, n2) < d:
+        warnings.warn(
+            f"FID from {min(n1, n2)} samples of {d}-dimensional features (fewer samples than dimensions, e.g. "
+            "Kodak's 192 patches for Inception's 2048): the covariances are rank-deficient and FID is biased "
+            "upward by an amount that depends on the number of samples, so it is comparable only at the same "
+            "count. Compare methods by KID (unbiased at any sample size; computed alongside), or use more "
+            "images / smaller patches for FID.", FewSamplesWarning, stacklevel=2)
     if n1 * n2 * min(n1, n2) >= d ** 3:
         return frechet_distance(*feature_statistics(f1), *feature_statistics(f2))
     mu1, mu2 = f1.mean(0), f2.mean(0)
