@@ -202,3 +202,28 @@ def test_sweep_two_checkpoints_one_curve(hp_workdirs, tmp_path):
     assert merged["name"] == "hp" and len(merged["results"]["bpp"]) == 2
     assert merged["results"]["bpp"] == sorted(r["results"]["bpp"][0] for r in runs)
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bd_command(tmp_path, capsys):
+    """gencomp bd: BD-rate of a curve at 0.9x the anchor's rates is -10% for any quality metric; reference
+    names work in place of files; the anchor against itself is 0."""
+    from gencomp_jax.eval import results
+
+    ref = results.load_reference("kodak-compressai-bmshj2018-hyperprior")
+    r = ref["results"]
+    test = {"name": "ours", "results": {"bpp": [0.9 * b for b in r["bpp"]], "psnr-rgb": r["psnr-rgb"],
+                                        "ms-ssim": r["ms-ssim-rgb"]}}  # the older spelling
+    path = tmp_path / "ours.json"
+    path.write_text(json.dumps(test))
+    for method in ("pchip", "akima"):
+        for metric in ("psnr-rgb", "ms-ssim-rgb"):
+            assert cli.main(["bd", "kodak-compressai-bmshj2018-hyperprior", str(path), "kodak-compressai-bmshj2018-hyperprior",
+                             "--metric", metric, "--method", method]) == 0
+            lines = capsys.readouterr().out.splitlines()
+            assert f"metric {metric}" in lines[0] and method in lines[0]
+            assert "BD-rate -10.00 %" in lines[1] and lines[1].startswith("ours (") and "ours.json)" in lines[1]
+            assert "BD-rate +0.00 %" in lines[2] and f"BD-{metric} +0.0000 dB" in lines[2]
+    assert cli.main(["bd", str(path), str(tmp_path / "missing.json")]) == 2
+    assert "not a bundled reference name" in capsys.readouterr().err
+    assert cli.main(["bd", str(path), str(path), "--metric", "fid"]) == 2
+    assert "have no 'fid'" in capsys.readouterr().err

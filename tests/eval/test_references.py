@@ -71,6 +71,9 @@ def test_compressai_kodak_json_plots_unchanged(tmp_path, capsys):
     assert cli.main(["plot", str(path), "-o", str(png), "--reference", "balle2018,kodak-compressai-mbt2018-mean",
                      "--reference", "imagenet64-uqdm-flow"]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.read_bytes() == before
+    bare = tmp_path / "bare.png"
+    assert cli.main(["plot", str(path), "-o", str(bare)]) == 0
+    assert bare.read_bytes() != png.read_bytes()  # the references were drawn
     got = R.load_results(path)["results"]
     assert got["ms-ssim-rgb"] == COMPRESSAI_MBT["results"]["ms-ssim-rgb"]
     assert got["psnr-rgb"] == COMPRESSAI_MBT["results"]["psnr-rgb"]

@@ -134,3 +134,17 @@ def test_vgg16_features_are_named_fd_vgg16_never_fid():
     out = realism_metrics(refs, [r.copy() for r in refs], features="vgg16", patch_size=32, kid_subsets=5)
     assert set(out) == {"fd-vgg16", "kid-vgg16", "kid_std-vgg16", "num_patches"}
     assert abs(out["fd-vgg16"]) < 1e-6 * 512
+
+
+def test_fid_warns_below_feature_dimension_and_recommends_kid():
+    from gencomp_jax.metrics.fid import FewSamplesWarning
+
+    rng = np.random.default_rng(8)
+    few, many = rng.normal(size=(15, 16)), rng.normal(size=(40, 16))
+    with pytest.warns(FewSamplesWarning, match="15 samples of 16-dimensional.*KID"):
+        fid_from_features(few, many)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fid_from_features(many[:16], many[16:32])  # 16 samples, 16 dimensions: no warning
