@@ -36,7 +36,9 @@ sys.path.insert(0, str(REPO))
 
 from gencomp_jax.codecs import ntc  # noqa: E402
 from gencomp_jax.nn.layers import SubpixelConv  # noqa: E402
-from tests.codecs.generative_helpers import adam_step, crops  # noqa: E402  (the plain step the codec tests train with)
+from _ntc_steps import random_crops, train_step  # noqa: E402  (benchmarks' own step and crops)
+
+_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
 
 def _config(method="hyperprior"):
@@ -65,9 +67,12 @@ def _time(fn, n, warmup=2):
 
 
 def _batches(seed, n, crop=64, batch=8):
+    import skimage.data
+
+    photos = [getattr(skimage.data, name)() for name in _PHOTOS]
     rng = np.random.default_rng(seed)
     while True:
-        yield crops(rng, batch, crop, photos=("astronaut", "coffee", "chelsea", "rocket"))
+        yield random_crops(photos, rng, batch, crop)
 
 
 def bench_train(config, steps):
@@ -103,14 +108,14 @@ def bench_train(config, steps):
     tx = optax.adam(1e-4)
     x = jnp.asarray(next(it), jnp.float32) / 127.5 - 1
     params = method.init(jax.random.PRNGKey(0), {"image": x})
-    opt = tx.init(params)
-    plain = adam_step(method, tx)
+    init, plain = train_step(method, tx)
+    opt = init(params)
     holder = {"p": params, "o": opt, "i": 0}
 
     def run_plain():
         holder["i"] += 1
-        holder["p"], holder["o"], loss = plain(holder["p"], holder["o"], x, jax.random.PRNGKey(holder["i"]))
-        return loss
+        holder["p"], holder["o"], m = plain(holder["p"], holder["o"], x, jax.random.PRNGKey(holder["i"]))
+        return m["loss"]
 
     res["plain_ms_per_step"] = 1e3 * _time(run_plain, steps)
     res["plain_ms_per_step_min"] = 1e3 * _time.last_min
@@ -142,8 +147,8 @@ def quick_train(config, steps):
     it = _batches(1, steps)
     x = jnp.asarray(next(it), jnp.float32) / 127.5 - 1
     params = method.init(jax.random.PRNGKey(0), {"image": x})
-    opt = tx.init(params)
-    step = adam_step(method, tx)
+    init, step = train_step(method, tx)
+    opt = init(params)
     for i in range(steps):
         x = jnp.asarray(next(it), jnp.float32) / 127.5 - 1
         params, opt, _ = step(params, opt, x, jax.random.PRNGKey(i))
