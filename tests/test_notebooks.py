@@ -133,6 +133,7 @@ def test_quickstart_notebook_runs_and_writes_consistent_files(tmp_path, monkeypa
     # evaluation: CompressAI-style JSON consistent with its per-image CSV (real file bytes)
     res = json.loads(pathlib.Path(summary["results_json"]).read_text())
     assert res["num_images"] == SMALL_IMAGES and len(res["results"]["bpp"]) == 1
+    assert "ms-ssim-rgb" in res["results"] and "ms-ssim" not in res["results"]  # CompressAI's key spelling
     with pathlib.Path(summary["results_json"]).with_name("kodak_results_per_image.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == SMALL_IMAGES
