@@ -18,11 +18,12 @@
 3. Kodak (24 images): CompressAI codes with its own compress/decompress (rANS bitstreams, bytes of the
    y and z strings); ours through eval/evaluate.evaluate_codec (real container files, header included).
    PSNR of the 8-bit reconstruction on both sides.
-4. BD-PSNR of ours against CompressAI over the overlapping bpp range (gencomp_jax/eval/bd.py when it
-   exists, else the Bjøntegaard integral below: PSNR as a polynomial in log bpp of degree points - 1,
-   at most 3), the per-λ differences, and each side's steps/s with the load averages.
+4. BD-PSNR of ours against CompressAI over the overlapping bpp range (gencomp_jax/eval/bd.bd_quality,
+   PCHIP: with two λ the straight line in log bpp), the per-λ differences, and each side's steps/s with
+   the load averages.
 
-Writes `benchmarks/results/side_by_side.json` (--out) and prints a table.
+Writes `benchmarks/results/side_by_side.json` (--out) and prints a table; `--summarize JSON` prints the
+table (and recomputes the BD-PSNR) of a finished run.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from _ntc_steps import random_crops, train_step  # noqa: E402
 from gencomp_jax.codecs import ntc  # noqa: E402
 from gencomp_jax.data.images import read_image  # noqa: E402
 from gencomp_jax.data.sources import load_kodak  # noqa: E402
-from gencomp_jax.eval import pretrained  # noqa: E402
+from gencomp_jax.eval import bd, pretrained  # noqa: E402
 from gencomp_jax.eval.evaluate import evaluate_codec  # noqa: E402
 from gencomp_jax.metrics.inception import load_torch_checkpoint  # noqa: E402
 from gencomp_jax.train import optim  # noqa: E402
@@ -75,23 +76,6 @@ def write_crops(path: pathlib.Path, num: int, crop: int, seed: int) -> pathlib.P
     np.save(tmp, random_crops(images, np.random.default_rng(seed), num, crop, flip=True))
     tmp.rename(path)
     return path
-
-
-def bd_psnr(rate_ref, psnr_ref, rate_test, psnr_test) -> float:
-    """Mean PSNR difference (test - ref, dB) over the overlapping log-rate interval (Bjøntegaard)."""
-    try:
-        from gencomp_jax.eval import bd  # engineer B's module, when it exists
-        return float(bd.bd_psnr(rate_ref, psnr_ref, rate_test, psnr_test))
-    except (ImportError, AttributeError):
-        pass
-    lr1, lr2 = np.log(np.asarray(rate_ref, float)), np.log(np.asarray(rate_test, float))
-    p1 = np.polyfit(lr1, psnr_ref, min(3, len(lr1) - 1))
-    p2 = np.polyfit(lr2, psnr_test, min(3, len(lr2) - 1))
-    lo, hi = max(lr1.min(), lr2.min()), min(lr1.max(), lr2.max())
-    if hi <= lo:
-        raise ValueError("BD-PSNR: the two curves' bpp ranges do not overlap.")
-    i1, i2 = np.polyint(p1), np.polyint(p2)
-    return float(((np.polyval(i2, hi) - np.polyval(i2, lo)) - (np.polyval(i1, hi) - np.polyval(i1, lo))) / (hi - lo))
 
 
 def run_compressai(args, crops_path, lmbda, tag) -> dict:
@@ -167,6 +151,22 @@ def run_ours(args, crops_path, lmbda, tag) -> dict:
                       "psnr": float(np.mean([r["psnr"] for r in per_image]))}}
 
 
+def summarize(report: dict) -> None:
+    """Adds the BD-PSNR (ours vs CompressAI, dB) to `report` and prints the per-λ table."""
+    pts = report["points"]
+    side = {k: ([q[k]["kodak"]["bpp"] for q in pts], [q[k]["kodak"]["psnr"] for q in pts])
+            for k in ("compressai", "ours")}
+    if len(pts) >= 2:
+        report["bd_psnr_ours_vs_compressai_db"] = bd.bd_quality(*side["compressai"], *side["ours"])
+    print(f"{'λ':>8} {'CAI bpp':>8} {'CAI dB':>8} {'our bpp':>8} {'our dB':>8} {'CAI st/s':>9} {'our st/s':>9}")
+    for q in pts:
+        c, o = q["compressai"], q["ours"]
+        print(f"{q['lmbda']:>8g} {c['kodak']['bpp']:>8.4f} {c['kodak']['psnr']:>8.3f} {o['kodak']['bpp']:>8.4f} "
+              f"{o['kodak']['psnr']:>8.3f} {c['train']['steps_per_s']:>9.2f} {o['train']['steps_per_s']:>9.2f}")
+    if "bd_psnr_ours_vs_compressai_db" in report:
+        print(f"BD-PSNR ours vs CompressAI: {report['bd_psnr_ours_vs_compressai_db']:+.3f} dB")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=2000)
@@ -188,7 +188,11 @@ def main() -> None:
     p.add_argument("--peer_python", type=pathlib.Path, default=PEER_PYTHON)
     p.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("/tmp/side_by_side"))
     p.add_argument("--out", type=pathlib.Path, default=REPO / "benchmarks" / "results" / "side_by_side.json")
+    p.add_argument("--summarize", type=pathlib.Path, default=None, help="print the table of a finished run's JSON")
     args = p.parse_args()
+    if args.summarize is not None:
+        summarize(json.loads(args.summarize.read_text()))
+        return
     if not args.peer_python.exists():
         raise SystemExit(f"{args.peer_python}: no peer venv (torch 2.13 CPU + compressai 1.2.8); see "
                          "../shared/reference/PEERS.md, or pass --peer_python.")
@@ -211,22 +215,9 @@ def main() -> None:
               f"{ours['kodak']['psnr']:.3f} dB {ours['train']['steps_per_s']:.2f} steps/s", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")  # partial results survive a kill
-    pts = report["points"]
-    rc = [q["compressai"]["kodak"]["bpp"] for q in pts]
-    pc = [q["compressai"]["kodak"]["psnr"] for q in pts]
-    ro = [q["ours"]["kodak"]["bpp"] for q in pts]
-    po = [q["ours"]["kodak"]["psnr"] for q in pts]
-    if len(pts) >= 2:
-        report["bd_psnr_ours_vs_compressai_db"] = bd_psnr(rc, pc, ro, po)
+    summarize(report)
     report["machine"]["load_avg_at_end"] = os.getloadavg()
     args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"{'λ':>8} {'CAI bpp':>8} {'CAI dB':>8} {'our bpp':>8} {'our dB':>8} {'CAI st/s':>9} {'our st/s':>9}")
-    for q in pts:
-        c, o = q["compressai"], q["ours"]
-        print(f"{q['lmbda']:>8g} {c['kodak']['bpp']:>8.4f} {c['kodak']['psnr']:>8.3f} {o['kodak']['bpp']:>8.4f} "
-              f"{o['kodak']['psnr']:>8.3f} {c['train']['steps_per_s']:>9.2f} {o['train']['steps_per_s']:>9.2f}")
-    if "bd_psnr_ours_vs_compressai_db" in report:
-        print(f"BD-PSNR ours vs CompressAI: {report['bd_psnr_ours_vs_compressai_db']:+.3f} dB")
     print("wrote", args.out)
 
 
