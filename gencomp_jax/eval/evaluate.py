@@ -1,7 +1,7 @@
 """Runs a codec over a set of images with real files, and writes CompressAI-style results.
 
     res = evaluate_codec(codec, images, name="hyperprior-q3", description="...",
-                         metrics=("psnr-rgb", "ms-ssim"), realism=None, out_json="rd/q3.json")
+                         metrics=("psnr-rgb", "ms-ssim-rgb"), realism=None, out_json="rd/q3.json")
 
 For every image: `codec.compress(image)` -> bytes, written to a file (in `workdir_for_files` or a
 temporary directory); the file is read back and decoded; bpp = file size in bytes * 8 / (H * W) of
@@ -12,7 +12,7 @@ only when `realism` is given (gencomp_jax.metrics.fid.realism_metrics).
 
 Results JSON (`out_json`):
     {"name", "description",
-     "results": {"bpp": [...], "bpp_est": [...], "psnr-rgb": [...], "ms-ssim": [...],
+     "results": {"bpp": [...], "bpp_est": [...], "psnr-rgb": [...], "ms-ssim-rgb": [...],
                  "encoding_time": [...], "decoding_time": [...], (realism keys: "fid", "kid", ...)},
      "rate_points": [decode options of each point], "num_images": n, "images": [names]}
 with one list entry per rate point: the mean over images (realism: one value over the set). A
@@ -174,7 +174,7 @@ def per_image_csv_path(out_json) -> pathlib.Path:
 
 
 def evaluate_codec(codec, images: Iterable, *, name: str, description: str = "",
-                   metrics: Sequence[str] = ("psnr-rgb", "ms-ssim"), realism: Mapping[str, Any] | bool | None = None,
+                   metrics: Sequence[str] = ("psnr-rgb", "ms-ssim-rgb"), realism: Mapping[str, Any] | bool | None = None,
                    options: Mapping[str, Any] | None = None, out_json=None, workdir_for_files=None,
                    progress: bool = True, warmup: bool = True) -> dict:
     """Evaluates `codec` on `images` with real files; see the module docstring.
@@ -198,16 +198,16 @@ def evaluate_codec(codec, images: Iterable, *, name: str, description: str = "",
     """
     points = rate_points(codec, options)
     images = _as_named_images(images)
-    metrics = [results_lib.canonical_key(m) for m in metrics]  # e.g. CompressAI's "ms-ssim-rgb"
+    metrics = [results_lib.canonical_key(m) for m in metrics]  # e.g. the older "ms-ssim", "psnr"
     for m in metrics:
         if m not in metrics_lib.PER_IMAGE:
             raise ValueError(f"Unknown metric {m!r}; per-image metrics are {list(metrics_lib.PER_IMAGE)} "
                              "(FID/KID: pass realism=...)")
-    if "ms-ssim" in metrics:
+    if "ms-ssim-rgb" in metrics:
         small = [(n, im.shape[:2]) for n, im in images if min(im.shape[:2]) < metrics_lib.distortion.MIN_MS_SSIM_SIDE]
         if small:
-            raise ValueError(f"ms-ssim needs images of at least {metrics_lib.distortion.MIN_MS_SSIM_SIDE} px per "
-                             f"side; too small: {small[:3]}{'...' if len(small) > 3 else ''}. Drop 'ms-ssim' from "
+            raise ValueError(f"ms-ssim-rgb needs images of at least {metrics_lib.distortion.MIN_MS_SSIM_SIDE} px per "
+                             f"side; too small: {small[:3]}{'...' if len(small) > 3 else ''}. Drop 'ms-ssim-rgb' from "
                              "the metrics for this data set.")
 
     tmp = None
