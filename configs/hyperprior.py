@@ -24,6 +24,9 @@ def get_config(arg=None):
     config.model.N = 128
     config.model.M = 192
     config.model.lmbda = 0.0130
+    # entropy parameters of new files from an integer network (codecs/latent.py, entropy/integer.py): the
+    # same scale indexes on every platform; False writes the float-path files of before (mean_scale ignores it)
+    config.model.integer_entropy = True
 
     if args.quality:
         if args.quality not in QUALITIES:

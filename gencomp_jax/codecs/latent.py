@@ -1,11 +1,15 @@
 """Stage 1 as a reusable codec part: entropy coding of a latent y with a hyperprior latent module.
 
-    codec = LatentCodec(latent, variables)    latent: a models.hyperprior latent module
+    codec = LatentCodec(latent, variables, integer=False)
+                                              latent: a models.hyperprior latent module
                                               (HyperpriorLatent / MeanScaleLatent, any N, M);
-                                              variables: its variables, {"params": {h_a, h_s, prior}}
+                                              variables: its variables, {"params": {h_a, h_s, prior}};
+                                              integer: the entropy-parameter path of new codes (below)
     codec.encode(y) -> [z_bytes, y_bytes]     y: float [h, w, M], h and w multiples of codec.stride
     codec.encode_batch(ys, checks=True) -> [(segments, (z_check, y_check))]   with the segment checks
-    codec.decode(segments, (h, w, M), header=None) -> y_hat float32 [h, w, M]
+    codec.decode(segments, (h, w, M), header=None, integer=None) -> y_hat float32 [h, w, M]
+                                              integer: the path the code was written with (None:
+                                              the codec's own); files must record it (ntc.py: meta)
     codec.bits(y) -> float                    the model's rate estimate (bits) of those segments
 
 Segments: z symbols round(z - median) coded with the factorized prior's tables (one row per
@@ -14,11 +18,20 @@ element with the table of its scale index; y_hat = symbols + mean. Each segment 
 `entropy.coder.encode_indexed`. For the scale hyperprior (mean 0) these are the bytes the NTC codec
 has always written.
 
-Bit-exact decoding: the decoder must derive the same scale indexes and means as the encoder. Both
-sides therefore run the entropy-parameter path (z symbols -> z_hat -> h_s -> mean, scale) with one
-jit-compiled function per architecture at batch size 1 (compiled once per latent shape, shared by
-every codec instance), and compute the indexes in float64 numpy from its float32 output. The hyper
-analysis (y -> z) may run batched: its output is quantized and transmitted.
+Entropy parameters, two paths (the decoder must derive exactly the encoder's scale indexes and means):
+  float    (integer=False; every file written before the integer path, and the mean-scale latent): both
+           sides run z symbols -> z_hat -> h_s -> (mean, scale) as one jit-compiled float32 function per
+           architecture at batch size 1 and compute the indexes in float64 numpy. Reproducible on one
+           platform; another CPU type, GPU, XLA version or setting can change one index (the checks
+           below then stop the decode).
+  integer  (integer=True; scale hyperprior only): h_s converted to an integer network
+           (entropy/integer.py, Ballé et al. 2019, WEIGHT_BITS=16 kernels, ACTIVATION_BITS=24 activations)
+           whose output is the scale index itself, evaluated in exact integer arithmetic on the host: the
+           same indexes on every platform. The y segment then starts with the network's activation
+           exponents (one byte each, f + 64), chosen by the encoder on this latent (no clipping), then
+           the ANS stream. The model's float rate estimate (`bits`) is what training optimises; the
+           integer path changes the index of ~0.1% of the elements by one step (a negligible rate change).
+The hyper analysis (y -> z) may run batched: its output is quantized and transmitted.
 
 Checks (container format version 2, codecs/bitstream.py): the z segment's check is
 content_check(z symbols), the y segment's content_check(y symbols, scale indexes). A decoder given
@@ -39,10 +52,14 @@ import numpy as np
 from gencomp_jax.codecs import bitstream
 from gencomp_jax.entropy import coder as coder_lib
 from gencomp_jax.entropy import gaussian_conditional as gc
+from gencomp_jax.entropy import integer as integer_lib
 from gencomp_jax.entropy.factorized import factorized_tables
-from gencomp_jax.models.hyperprior import factorized_prior
+from gencomp_jax.models.hyperprior import HyperpriorLatent, factorized_prior, hyper_synthesis_layers
 
 NUM_SEGMENTS = 2  # [z, y]
+# the integer path's bit widths (files record only that they use it: changing these needs a new version)
+WEIGHT_BITS = 16
+ACTIVATION_BITS = 24
 
 
 @functools.lru_cache(maxsize=None)
@@ -60,8 +77,11 @@ def _compiled(latent) -> dict:
 class LatentCodec:
     """Codes latents y [h, w, M] of one latent module with fixed variables (see module docstring)."""
 
-    def __init__(self, latent, variables: Any):
+    def __init__(self, latent, variables: Any, *, integer: bool = False):
         self.latent = latent.clone(parent=None)
+        self.integer = bool(integer)
+        if self.integer:
+            self._check_integer()
         self.variables = jax.device_get(variables)
         prior = {"params": self.variables["params"]["prior"]}
         self._z = factorized_tables(factorized_prior(self.latent.N, getattr(self.latent, "compat", "native")),
@@ -76,6 +96,7 @@ class LatentCodec:
         self._hyper_analysis = fns["hyper_analysis"]
         self._params_fn = fns["entropy_parameters"]  # always at batch 1
         self._forward = fns["forward"]
+        self._integer_net = None
 
     @property
     def stride(self) -> int:
@@ -91,11 +112,39 @@ class LatentCodec:
         return shape
 
     # -- entropy parameters (canonical batch-1 path) --------------------------------------------
+    def _check_integer(self):
+        if not isinstance(self.latent, HyperpriorLatent):
+            raise ValueError(f"integer entropy parameters are implemented for the scale hyperprior only, not "
+                             f"{type(self.latent).__name__}; use integer=False.")
+
+    @property
+    def integer_network(self) -> integer_lib.IntegerNetwork:
+        """The integer h_s of the integer path (converted once from the float parameters: exact)."""
+        if self._integer_net is None:
+            self._check_integer()
+            layers = hyper_synthesis_layers(self.variables, getattr(self.latent, "compat", "native"))
+            self._integer_net = integer_lib.IntegerNetwork.convert(
+                layers, num_scales=len(self._y["scales"]), lo=gc.SCALE_MIN, hi=gc.SCALE_MAX, rule=self._scale_rule,
+                weight_bits=WEIGHT_BITS, activation_bits=ACTIVATION_BITS)
+        return self._integer_net
+
     def _y_parameters(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """z symbols int [hz, wz, N] -> (mean float32 [h, w, M], scale indexes int64 [h, w, M])."""
+        """Float path: z symbols int [hz, wz, N] -> (mean float32 [h, w, M], scale indexes int64 [h, w, M])."""
         mean, scale = self._params_fn(self.variables, jnp.asarray(z_sym[None], jnp.float32), self._med)
         idx = gc.scale_indexes(np.asarray(scale[0]), self._y["scales"], rule=self._scale_rule)
         return np.asarray(mean[0], np.float32), idx
+
+    def _integer_indexes(self, z_sym: np.ndarray, exponents=None) -> tuple[np.ndarray, tuple]:
+        """Integer path: z symbols -> (scale indexes int64 [h, w, M], activation exponents)."""
+        return self.integer_network.indexes(z_sym, self._z["medians"], exponents)
+
+    def _split_exponents(self, y_bytes: bytes) -> tuple[tuple, bytes]:
+        """Integer path: the y segment's exponent prefix and its ANS stream."""
+        num = len(self.integer_network.layers)
+        if len(y_bytes) < num:
+            raise bitstream.BitstreamError(f"the y segment ({len(y_bytes)} bytes) is shorter than the {num} "
+                                           "exponent bytes of the integer entropy parameters (truncated or damaged)")
+        return tuple(b - 64 for b in y_bytes[:num]), y_bytes[num:]
 
     def _z_channels(self, num_symbols: int) -> np.ndarray:
         """Table row (channel) of each z symbol in [h, w, N] raster order."""
@@ -119,11 +168,17 @@ class LatentCodec:
         out = []
         for y, z in zip(ys, zs):
             z_sym = np.round(z - self._z["medians"]).astype(np.int64)
-            mean, idx = self._y_parameters(z_sym)
+            prefix = b""
+            if self.integer:  # mean 0 (scale hyperprior)
+                mean = np.zeros(y.shape, np.float32)
+                idx, exponents = self._integer_indexes(z_sym)
+                prefix = bytes(f + 64 for f in exponents)
+            else:
+                mean, idx = self._y_parameters(z_sym)
             y_sym = np.round(y - mean).astype(np.int64)
             yt, zt = self._y, self._z
-            y_bytes = coder_lib.encode_indexed(y_sym.reshape(-1), yt["tables"], yt["offsets"],
-                                               idx.reshape(-1), lengths=yt["lengths"])
+            y_bytes = prefix + coder_lib.encode_indexed(y_sym.reshape(-1), yt["tables"], yt["offsets"],
+                                                        idx.reshape(-1), lengths=yt["lengths"])
             z_bytes = coder_lib.encode_indexed(z_sym.reshape(-1), zt["tables"], zt["offsets"],
                                                self._z_channels(z_sym.size), lengths=zt["lengths"])
             if checks:
@@ -133,12 +188,14 @@ class LatentCodec:
                 out.append([z_bytes, y_bytes])
         return out
 
-    def decode_symbols(self, segments: Sequence[bytes], latent_shape, *, header=None
+    def decode_symbols(self, segments: Sequence[bytes], latent_shape, *, header=None, integer: bool | None = None
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """segments -> (z symbols int64 [h/s, w/s, N], y symbols int64 [h, w, M], mean float32 [h, w, M]).
 
         header: the file's bitstream.Header; if it carries checks (segments 0 and 1 = [z, y]), the
-        decoded symbols and scale indexes are verified against them (DecodeMismatchError)."""
+        decoded symbols and scale indexes are verified against them (DecodeMismatchError).
+        integer: the entropy-parameter path the segments were written with (None: this codec's)."""
+        integer = self.integer if integer is None else bool(integer)
         h, w, m = self._check_shape(latent_shape)
         if len(segments) != NUM_SEGMENTS:
             raise ValueError(f"a latent code has {NUM_SEGMENTS} segments [z, y], got {len(segments)}.")
@@ -157,7 +214,18 @@ class LatentCodec:
             raise
         if checked:
             bitstream.verify(header, 0, bitstream.content_check(z_sym), what="the decoded z symbols")
-        mean, idx = self._y_parameters(z_sym)
+        if integer:
+            if not isinstance(self.latent, HyperpriorLatent):
+                raise bitstream.BitstreamError(f"the file declares integer entropy parameters, which "
+                                               f"{type(self.latent).__name__} does not have (damaged file?)")
+            exponents, y_bytes = self._split_exponents(y_bytes)
+            try:
+                idx, _ = self._integer_indexes(z_sym, exponents)
+            except ValueError as e:
+                raise bitstream.BitstreamError(f"the y segment's integer entropy parameters: {e}") from None
+            mean = np.zeros(idx.shape, np.float32)
+        else:
+            mean, idx = self._y_parameters(z_sym)
         try:
             y_sym = coder_lib.decode_indexed(y_bytes, yt["tables"], yt["offsets"], idx.reshape(-1),
                                              lengths=yt["lengths"]).reshape(h, w, m)
@@ -171,10 +239,11 @@ class LatentCodec:
                              what="the decoded y symbols or the scale indexes computed from z")
         return z_sym, y_sym, mean
 
-    def decode(self, segments: Sequence[bytes], latent_shape, *, header=None) -> np.ndarray:
-        """segments [z_bytes, y_bytes] -> y_hat = symbols + mean, float32 [h, w, M] (header: see
+    def decode(self, segments: Sequence[bytes], latent_shape, *, header=None, integer: bool | None = None
+               ) -> np.ndarray:
+        """segments [z_bytes, y_bytes] -> y_hat = symbols + mean, float32 [h, w, M] (header, integer: see
         decode_symbols)."""
-        _, y_sym, mean = self.decode_symbols(segments, latent_shape, header=header)
+        _, y_sym, mean = self.decode_symbols(segments, latent_shape, header=header, integer=integer)
         return y_sym.astype(np.float32) + mean
 
     def bits(self, y) -> float:

@@ -12,7 +12,11 @@ Two registered variants, one Method/Codec pair (models/hyperprior.py NTCModel, c
 File layout (codecs/bitstream.py container): the latent codec's segments [z, y], each with its check
 (format version 2: the decoder verifies its z symbols and scale indexes; version-1 files without
 checks still decode). The image is edge-padded to a multiple of the model's stride (64) for coding
-and cropped back.
+and cropped back. Header meta: b"" = float entropy parameters (every file before the integer path),
+INTEGER_META = b"\x01" = the integer path of codecs/latent.py (scale indexes identical on every
+platform). New "hyperprior" files use the integer path unless config.model.integer_entropy is False
+(configs/hyperprior.py; a config without the key, e.g. an older workdir's, counts as True);
+"mean_scale" files use the float path (its config inherits the key and ignores it).
 """
 
 from __future__ import annotations
@@ -82,18 +86,24 @@ def _transforms(model: NTCModel) -> dict:
             "synthesis": jax.jit(lambda p, y: model.apply(p, y, method=NTCModel.synthesis))}
 
 
+INTEGER_META = b"\x01"  # header meta of files with integer entropy parameters (module docstring)
+
+
 class NTCCodec:
-    """Codec protocol (codecs/base.py): compress(uint8 [H,W,3]) -> bytes, decompress, estimate_bits."""
+    """Codec protocol (codecs/base.py): compress(uint8 [H,W,3]) -> bytes, decompress, estimate_bits.
+
+    integer: write files with integer entropy parameters (scale hyperprior only); files of either kind
+    decode (the header says which)."""
 
     decode_options = ()
 
-    def __init__(self, model: NTCModel, params):
+    def __init__(self, model: NTCModel, params, *, integer: bool = False):
         self.model = model
         self.name = model.variant
         self.params = jax.device_get(params)
         self.fingerprint = bitstream.params_fingerprint(self.params)
         self.latent = LatentCodec(latent_module(model.variant, model.N, model.M, model.compat),
-                                  latent_variables(self.params))
+                                  latent_variables(self.params), integer=integer)
         fns = _transforms(model)
         self._analysis, self._synthesis = fns["analysis"], fns["synthesis"]
 
@@ -111,7 +121,7 @@ class NTCCodec:
     def _pack(self, image, segments, checks) -> bytes:
         header = bitstream.Header(codec=self.name, params_hash=self.fingerprint,
                                   image_shape=tuple(int(s) for s in image.shape), num_segments=NUM_SEGMENTS,
-                                  checks=tuple(checks))
+                                  checks=tuple(checks), meta=INTEGER_META if self.latent.integer else b"")
         return bitstream.pack(header, segments)
 
     def compress(self, image) -> bytes:
@@ -136,8 +146,13 @@ class NTCCodec:
         if len(segments) != NUM_SEGMENTS:
             raise bitstream.BitstreamError(f"{self.name} file must have {NUM_SEGMENTS} segments, "
                                            f"got {len(segments)}.")
+        if header.meta not in (b"", INTEGER_META):
+            raise bitstream.BitstreamError(f"{self.name} file with unknown meta bytes {header.meta[:8]!r} (b'' = "
+                                           f"float, {INTEGER_META!r} = integer entropy parameters): a newer version "
+                                           "of gencomp_jax wrote it, or it is damaged.")
         h, w, _ = header.image_shape
-        y_hat = self.latent.decode(segments, self.latent_shape(header.image_shape), header=header)
+        y_hat = self.latent.decode(segments, self.latent_shape(header.image_shape), header=header,
+                                   integer=header.meta == INTEGER_META)
         return to_uint8(self._synthesis(self.params, jnp.asarray(y_hat[None]))[0, :h, :w])
 
     def estimate_bits(self, image) -> float:
@@ -150,7 +165,9 @@ class NTCCodec:
 
 
 def make_codec(config, params) -> NTCCodec:
-    return NTCCodec(_model(config), params)
+    # the integer path exists for the scale hyperprior only; mean_scale configs inherit the key and ignore it
+    integer = config.method == "hyperprior" and bool(config.model.get("integer_entropy", True))
+    return NTCCodec(_model(config), params, integer=integer)
 
 
 register("hyperprior", method=make_method, codec=make_codec, codec_id=1, decode_options=NTCCodec.decode_options)

@@ -35,9 +35,11 @@ import jax
 import jax.numpy as jnp
 
 from gencomp_jax.entropy import gaussian_conditional as gc
+from gencomp_jax.entropy import integer
 from gencomp_jax.entropy.factorized import FactorizedPrior, quantize_around
 from gencomp_jax.models.transforms import (AnalysisTransform, HyperAnalysis, HyperSynthesis,
                                            MeanScaleHyperSynthesis, SynthesisTransform)
+from gencomp_jax.nn.layers import torch_transpose_pad
 
 Array = Any
 
@@ -193,3 +195,13 @@ def latent_module(variant: str, N: int, M: int, compat: str = "native") -> _Gaus
 def latent_variables(params) -> dict:
     """The latent module's variables inside an NTCModel parameter tree (everything but g_a, g_s)."""
     return {col: {k: v for k, v in tree.items() if k not in TRANSFORM_KEYS} for col, tree in params.items()}
+
+
+def hyper_synthesis_layers(variables, compat: str = "native") -> list:
+    """The scale hyperprior's h_s (HyperSynthesis: up0, ReLU, up1, ReLU, conv2, ReLU) as the float layers of
+    entropy.integer (HWIO kernels, biases, up-sampling stride and pad), from a HyperpriorLatent's variables."""
+    h_s = variables["params"]["h_s"]
+    pad = torch_transpose_pad(5) if _geometry(compat) == "torch" else None
+    return [integer.Layer(h_s["up0"]["kernel"], h_s["up0"]["bias"], stride=2, pad=pad),
+            integer.Layer(h_s["up1"]["kernel"], h_s["up1"]["bias"], stride=2, pad=pad),
+            integer.Layer(h_s["conv2"]["kernel"], h_s["conv2"]["bias"])]
