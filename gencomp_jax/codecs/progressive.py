@@ -10,6 +10,10 @@ What the base owns
   file       codecs/bitstream.py container: header.seed = the u64 seed of the shared randomness
              (never 0), header.meta = the varints named by `meta_fields` (entropy/varint.py), in that
              order; segment i = step i (0-based). `tile` and `tile_batch` are always among the fields.
+             Fields added after files were written go last, with a value in `meta_defaults` that
+             means "as before": a trailing run of fields at their defaults is not written, and a
+             meta that ends before them reads as the defaults (old files decode as written, and a
+             file written in the old way is byte-identical to one written before the field existed).
   tiling     `Layout`: the image is edge-padded and split into tiles of `tile` x `tile` pixels
              (tile = 0: the whole image in one piece, padded to a multiple of `stride`). The network
              always runs on chunks of exactly `tile_batch` tiles (`map_tiles`: the canonical shape, so
@@ -37,6 +41,7 @@ on the codec's data grid `grid`):
         name = "mycodec"                                   # registered codec name
         decode_options = (STEPS_OPTION, reconstruction_option())
         meta_fields = ("steps", "tile", "tile_batch")      # header meta varints, file order
+        meta_defaults = {}                                 # optional trailing fields -> "as before" value
         compress_options = ()                              # extra keywords of compress (e.g. "lossless")
 
         def __init__(self, config, params):
@@ -222,6 +227,7 @@ class ProgressiveBase:
     name: ClassVar[str] = ""
     decode_options: ClassVar[tuple[DecodeOption, ...]] = (STEPS_OPTION,)
     meta_fields: ClassVar[tuple[str, ...]] = ("steps", "tile", "tile_batch")
+    meta_defaults: ClassVar[dict[str, int]] = {}
     compress_options: ClassVar[tuple[str, ...]] = ()
     grid: ClassVar[str] = images.DEFAULT_GRID
 
@@ -279,13 +285,23 @@ class ProgressiveBase:
             raise TypeError(f"{type(self).__name__}._meta must give {self.meta_fields}, gave {sorted(meta)}")
         return meta
 
+    def _written_fields(self, meta: dict[str, int]) -> tuple[str, ...]:
+        """meta_fields without the trailing run of optional fields at their defaults."""
+        fields = list(self.meta_fields)
+        while fields and fields[-1] in self.meta_defaults and meta[fields[-1]] == self.meta_defaults[fields[-1]]:
+            fields.pop()
+        return tuple(fields)
+
     def _pack_meta(self, meta: dict[str, int]) -> bytes:
-        return b"".join(write_varint(meta[f]) for f in self.meta_fields)
+        return b"".join(write_varint(meta[f]) for f in self._written_fields(meta))
 
     def _parse_meta(self, data: bytes) -> dict[str, int]:
         meta, pos = {}, 0
         try:
             for f in self.meta_fields:
+                if pos == len(data) and f in self.meta_defaults:  # an optional field the file predates
+                    meta[f] = self.meta_defaults[f]
+                    continue
                 meta[f], pos = read_varint(data, pos)
         except VarintError:
             pos = -1

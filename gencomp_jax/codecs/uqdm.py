@@ -8,7 +8,16 @@ Built on codecs/progressive.py (header, tiling, fixed-shape batching, truncation
 
 File layout (codecs/bitstream.py container, codec "uqdm"; the segments are unchanged since the first UQDM files):
   header.seed    u64 seed of the shared randomness (X_T, dithers, ancestral noise); never 0.
-  header.meta    varints: T (diffusion steps), tile size, lossless flag, tiles per network call.
+  header.meta    varints: T (diffusion steps), tile size, lossless flag, tiles per network call, then the
+                 table coding (absent in files written before it existed = 0):
+                   0  CODING_FLOAT: the DQ tables are built from the network's float (loc, scale) and the
+                      step width of the jitted network call (files of 44b2816 .. 578be25);
+                   1  CODING_GRID: (loc, scale) are first quantized to a grid (`table_grid`: scale on a
+                      log2 grid of 2^-SCALE_GRID_BITS octave, loc on a grid of 2^-LOC_GRID_BITS of that
+                      quantized scale, both in units of the step width Delta) and Delta is computed once in
+                      float64 NumPy from the schedule, so float noise far below the grid spacing (thread
+                      counts, XLA flags, another CPU) cannot change a table. Rate cost: ~0.03% (measured,
+                      experiments/uqdm_filesize.py).
   segment i      (i = 0..T-1) the dithered-quantization indices K of step i (z_{t_i} -> z_{t_{i+1}}),
                  entropy coded per element under the discretized reverse density (below).
   segment T      (lossless mode only) X_0 coded under the discretized p(x | z_0).
@@ -66,6 +75,14 @@ CHUNK = 1 << 16                 # X_0 elements per coder call (bounds table memo
 _HALF_WIDTH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 127)
 _X0_STD_MULTIPLE = 8.0
 
+# Table coding of a file (header meta field "coding", see the module docstring).
+CODING_FLOAT = 0
+CODING_GRID = 1
+CODINGS = (CODING_FLOAT, CODING_GRID)
+LOC_GRID_BITS = 3      # loc on a grid of (quantized scale) / 8
+SCALE_GRID_BITS = 4    # scale on a log2 grid of 1/16 octave
+_SCALE_GRID_RANGE = 40 * (1 << SCALE_GRID_BITS)  # |log2(scale / Delta)| <= 40: keeps grid values finite
+
 # shared-randomness counter path of the receiver-side ancestral noise: + (step, chunk)
 _PATH_ANCESTRAL = (randomness.PURPOSE_PRIOR, 1)
 
@@ -121,6 +138,30 @@ def initial_params(config, *, params_file=None):
 # Codec
 
 
+def table_grid(loc, scale, width, *, loc_bits: int = LOC_GRID_BITS, scale_bits: int = SCALE_GRID_BITS):
+    """Grid indexes of DQ coding parameters: (kt, ks) int64, like loc.
+
+    In units of the step width Delta (width, a scalar): ks = round(2^scale_bits log2(scale / Delta)),
+    kt = round((loc / Delta) / spacing) with spacing = 2^(ks / 2^scale_bits - loc_bits), i.e. the quantized
+    scale / 2^loc_bits. Pure float64 NumPy on float32 inputs (no XLA), so both sides agree whenever their
+    inputs agree to well within half a grid step.
+    """
+    d = np.float64(np.float32(width))
+    s = np.asarray(scale, np.float32).astype(np.float64) / d
+    ks = np.clip(np.rint(np.log2(np.maximum(s, 1e-300)) * (1 << scale_bits)), -_SCALE_GRID_RANGE, _SCALE_GRID_RANGE)
+    spacing = np.exp2(ks / (1 << scale_bits) - loc_bits)
+    kt = np.rint(np.asarray(loc, np.float32).astype(np.float64) / d / spacing)
+    return kt.astype(np.int64), ks.astype(np.int64)
+
+
+def grid_values(kt, ks, width, *, loc_bits: int = LOC_GRID_BITS, scale_bits: int = SCALE_GRID_BITS):
+    """(loc, scale) float32 of grid indexes from `table_grid` (what both sides build the tables from)."""
+    d = np.float64(np.float32(width))
+    s = np.exp2(np.asarray(ks, np.float64) / (1 << scale_bits))
+    t = np.asarray(kt, np.float64) * s * 2.0 ** -loc_bits
+    return (t * d).astype(np.float32), (s * d).astype(np.float32)
+
+
 def _bucket(h: int) -> int:
     for b in _HALF_WIDTH_BUCKETS:
         if h <= b:
@@ -144,10 +185,15 @@ class UQDMCodec(progressive.ProgressiveBase):
 
     name = "uqdm"
     decode_options = (STEPS_OPTION, progressive.reconstruction_option(RECONSTRUCTIONS))
-    meta_fields = ("diffusion_steps", "tile", "lossless", "tile_batch")
+    meta_fields = ("diffusion_steps", "tile", "lossless", "tile_batch", "coding")
+    meta_defaults = {"coding": CODING_FLOAT}
     compress_options = ("lossless",)
 
-    def __init__(self, config, params, *, seed: int = DEFAULT_SEED):
+    def __init__(self, config, params, *, seed: int = DEFAULT_SEED, coding: int = CODING_GRID):
+        """coding: the table coding of the files compress writes (CODINGS; decompress reads the file's)."""
+        if coding not in CODINGS:
+            raise ValueError(f"coding={coding!r}; use one of {CODINGS}")
+        self.coding = int(coding)
         self.config = config
         self.mcfg = uqdm_model.model_config(config.model)
         self.grid = self.mcfg.data_grid  # the model's data grid (files of "edge" models decode as before)
@@ -160,6 +206,7 @@ class UQDMCodec(progressive.ProgressiveBase):
         self.family = self.mcfg.family
         self._gammas = np.asarray(self.model.apply(params, method=uqdm_model.UQDM.gammas), np.float32)
         self._gamma0 = jnp.float32(self._gammas[-1])
+        self._widths = _step_widths(self._gammas)
         self._build_jits()
 
     # -- jitted pieces (step indices are traced int32: one compiled program serves every step) ------
@@ -200,6 +247,20 @@ class UQDMCodec(progressive.ProgressiveBase):
         """(loc, scale, width, x_hat) of step i for all tiles of z, `batch` tiles per network call."""
         return progressive.map_tiles(lambda zc, c: self._reverse(self.params, zc, np.int32(i)), z, batch)
 
+    def _step_model(self, ctx, z, i: int):
+        """(loc, scale, width) of step i's reverse kernel as this file codes it, for every tile element
+        (padded elements take loc as their next state): CODING_FLOAT the network's floats and the width of
+        the jitted call; CODING_GRID the grid values (`_coding_params`) and the width from NumPy."""
+        loc, scale, width, _ = self._net_reverse(z, i, ctx.layout.batch)
+        if ctx.meta["coding"] == CODING_FLOAT:
+            return loc, scale, width
+        width = self._widths[i]
+        return (*self._coding_params(loc, scale, width), width)
+
+    def _coding_params(self, loc, scale, width):
+        """Grid values of the network's (loc, scale): what CODING_GRID builds its tables from."""
+        return grid_values(*table_grid(loc, scale, width), width)
+
     def _dither(self, ctx, i: int, width):
         """Shared dither w ~ U(-Delta/2, Delta/2) of step i (all tile elements)."""
         return dq.dither(ctx.shared.key(randomness.PURPOSE_DQ, i), ctx.layout.tiles_shape, width)
@@ -217,14 +278,14 @@ class UQDMCodec(progressive.ProgressiveBase):
 
     # -- progressive hooks ---------------------------------------------------------------------------
     def _meta(self, *, lossless: bool = True):
-        return {"diffusion_steps": self.T, "lossless": int(bool(lossless))}
+        return {"diffusion_steps": self.T, "lossless": int(bool(lossless)), "coding": self.coding}
 
     def _check_meta(self, meta):
         if meta["diffusion_steps"] != self.T or meta["tile"] != self.tile:
             raise bitstream.BitstreamError(
                 f"this UQDM file was written with T={meta['diffusion_steps']} steps and tile {meta['tile']}, "
                 f"but the loaded config has T={self.T}, tile {self.tile}: load the config the file was made with")
-        if meta["lossless"] not in (0, 1) or not meta["tile"]:
+        if meta["lossless"] not in (0, 1) or not meta["tile"] or meta["coding"] not in CODINGS:
             raise bitstream.BitstreamError("corrupted UQDM file: bad header meta")
         super()._check_meta(meta)
 
@@ -247,7 +308,7 @@ class UQDMCodec(progressive.ProgressiveBase):
                     chunks.append(coder.encode_per_symbol(xi_v[s:e], pmfs, offs))
                 seg = join_streams(chunks)
             return seg, z, bits
-        loc, scale, width, _ = self._net_reverse(z, i, ctx.layout.batch)
+        loc, scale, width = self._step_model(ctx, z, i)
         mu = self._posterior(self.params, z, ctx.x, np.int32(i))
         w = self._dither(ctx, i, width)
         loc_v, scale_v, mu_v, w_v = ctx.at_valid(loc, scale, mu, w)
@@ -280,7 +341,7 @@ class UQDMCodec(progressive.ProgressiveBase):
             x_int = np.zeros(ctx.layout.tiles_shape, np.uint8)
             x_int[ctx.valid] = xi
             return x_int
-        loc, scale, width, _ = self._net_reverse(z, i, ctx.layout.batch)
+        loc, scale, width = self._step_model(ctx, z, i)
         w = self._dither(ctx, i, width)
         loc_v, scale_v, w_v = ctx.at_valid(loc, scale, w)
         y_v = dq.dq_decode(segment, loc_v, scale_v, width, w=w_v, family=self.family)
@@ -303,6 +364,16 @@ class UQDMCodec(progressive.ProgressiveBase):
                     self.params, zc, np.int32(i), ctx.shared.key(*_PATH_ANCESTRAL, i, c))
             z = progressive.map_tiles(fn, z, ctx.layout.batch)
         return np.asarray(self._x0_argmax(z, self._gamma0))
+
+
+def _step_widths(gammas) -> np.ndarray:
+    """float32 [T]: Delta_i = sigma_s sqrt(12 e) of each step (models/uqdm.forward_posterior), in float64
+    NumPy from the float32 schedule values (no XLA: the same bits under any thread count or XLA flag)."""
+    g = np.asarray(gammas, np.float32).astype(np.float64)
+    g_t, g_s = g[:-1], g[1:]
+    e = -np.expm1(g_s - g_t)
+    sigma_s = np.sqrt(1.0 / (1.0 + np.exp(-g_s)))
+    return (sigma_s * np.sqrt(12.0 * e)).astype(np.float32)
 
 
 def _dq_check(y_v, w_v, width) -> int:

@@ -202,14 +202,14 @@ def test_bit_exact_across_processes_and_batches(setup, tmp_path):
         np.testing.assert_array_equal(np.array(got, np.uint8), codec.decompress(data, steps=k, reconstruction=r))
 
 
-def _golden_codec():
+def _golden_codec(**kwargs):
     """The codec of tests/golden/make_uqdm_golden.py, built from its config.json (old key names)."""
     import ml_collections
 
     cfg = ml_collections.ConfigDict(json.loads((GOLDEN / "uqdm_config.json").read_text()))
     assert "num_steps" in cfg.model and "unet" in cfg.model            # written with the old names
     params = flax.serialization.from_bytes(C.initial_params(cfg), (GOLDEN / "uqdm_params.msgpack").read_bytes())
-    return C.make_codec(cfg, params)
+    return C.make_codec(cfg, params, **kwargs)
 
 
 def test_golden_file_of_44b2816_decodes_identically():
@@ -223,7 +223,15 @@ def test_golden_file_of_44b2816_decodes_identically():
         ref = np.asarray(Image.open(png))
         np.testing.assert_array_equal(codec.decompress(data, steps=int(k), reconstruction=r), ref, err_msg=png.name)
     np.testing.assert_array_equal(codec.decompress(data), img)          # lossless
-    # today's compress writes the same segments, as format version 2 with each segment's check
-    assert bitstream.peek(data).version == 1
-    header, segments = bitstream.unpack(codec.compress(img))
-    assert segments == bitstream.unpack(data)[1] and header.version == 2 and len(header.checks) == len(segments)
+    # today's compress in the file's table coding (CODING_FLOAT: no grid) writes the same header meta and
+    # segments, as format version 2 with each segment's check
+    old = bitstream.unpack(data)
+    assert old[0].version == 1
+    header, segments = bitstream.unpack(_golden_codec(coding=C.CODING_FLOAT).compress(img))
+    assert segments == old[1] and header.meta == old[0].meta
+    assert header.version == 2 and len(header.checks) == len(segments)
+    # the default (quantized tables) is another file, recorded in the meta; it decodes losslessly
+    new = codec.compress(img)
+    header, segments = bitstream.unpack(new)
+    assert header.meta == old[0].meta + bytes([C.CODING_GRID]) and segments != old[1]
+    np.testing.assert_array_equal(codec.decompress(new), img)
