@@ -110,8 +110,10 @@ def test_quickstart_notebook_runs_and_writes_consistent_files(tmp_path, monkeypa
     assert summary["image_shape"] == [h, w, 3]
 
     # the real file: container header and size
+    from gencomp_jax import registry
     from gencomp_jax.codecs import bitstream
 
+    registry.discover()  # the codec table (run alone, nothing else has imported the codecs)
     gcz = pathlib.Path(summary["file"])
     blob = gcz.read_bytes()
     assert gcz.suffix == ".gcz" and len(blob) == summary["file_bytes"] > 0

@@ -301,8 +301,10 @@ def codec_id(name: str) -> int:
     """Container codec id of codec `name`; RegistryError if no registered codec has that name."""
     entry = _ENTRIES.get(name)
     if entry is None or entry.codec_id is None:
-        raise RegistryError(f"unknown codec {name!r}; registered codecs: {sorted(_BY_ID.values())} "
-                            "(a codec registers with gencomp_jax.codecs.base.register(..., codec_id=))")
+        hint = ("no codec is registered yet: call gencomp_jax.registry.discover() first (it imports the "
+                "built-in codecs; the CLI and registry.get do)" if not _BY_ID else
+                "a codec registers with gencomp_jax.codecs.base.register(..., codec_id=)")
+        raise RegistryError(f"unknown codec {name!r}; registered codecs: {sorted(_BY_ID.values())} ({hint})")
     return entry.codec_id
 
 
