@@ -1,6 +1,9 @@
 """Decode files under other XLA settings than the encoder's and count what happens (issue 16, item 1).
 
-    python experiments/perturb_decode.py --codecs hyperprior,mean_scale,uqdm --images 8 --out perturb.json
+    python experiments/perturb_decode.py --codecs hyperprior,hyperprior_float,mean_scale,uqdm --images 8 --out perturb.json
+
+"hyperprior" writes files with integer entropy parameters (the default, codecs/latent.py);
+"hyperprior_float" the same model with the float path (integer=False), for comparison.
 
 The encoder (this process, default settings) writes files of tiny random-init codecs
 (gencomp_jax.codecs.fuzz.tiny_codec) for crops of scikit-image photos and decodes them as references.
@@ -10,6 +13,8 @@ fast math, default matmul precision, batched device count) and classifies every 
     detected      refused with bitstream.DecodeMismatchError (the segment checks did their job)
     other_error   refused with another library error
     silent_wrong  a different image without an error (what must never happen with checked files)
+Variant "ulp_noise" moves every float h_s output (the scales) of the decoder by +-1 ulp at random
+(np.nextafter), what another platform's float arithmetic does; the integer path never evaluates it.
 Also decodes the same segments repacked without checks (format version 1), to show what the checks
 catch. Writes one JSON object; exits 1 if a checked file was silently wrong.
 """
@@ -34,7 +39,34 @@ VARIANTS = {
     "matmul_bf16": {"JAX_DEFAULT_MATMUL_PRECISION": "bfloat16"},
     "matmul_tf32": {"JAX_DEFAULT_MATMUL_PRECISION": "tensorfloat32"},
     "4_devices": {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+    "ulp_noise": {"GENCOMP_PERTURB_ULP": "1"},
 }
+
+
+def _codec(name: str, params=None):
+    """fuzz.tiny_codec(name); "hyperprior_float": the hyperprior with float entropy parameters."""
+    from gencomp_jax.codecs import fuzz, ntc
+
+    if name != "hyperprior_float":
+        return fuzz.tiny_codec(name, params=params)
+    c = fuzz.tiny_codec("hyperprior", params=params)
+    return ntc.NTCCodec(c.model, c.params, integer=False)
+
+
+def _add_ulp_noise(codec) -> None:
+    """Decoder-side +-1 ulp on the float entropy-parameter path's scales (NTC codecs only)."""
+    import numpy as np
+
+    latent = getattr(codec, "latent", None)
+    if latent is None or not hasattr(latent, "_params_fn"):
+        return
+    original, rng = latent._params_fn, np.random.default_rng(0)
+
+    def fn(*args):
+        mean, scale = original(*args)
+        s = np.asarray(scale)
+        return mean, np.nextafter(s, np.where(rng.random(s.shape) < 0.5, np.inf, -np.inf)).astype(np.float32)
+    latent._params_fn = fn
 
 
 def _crops(n: int, size: int):
@@ -55,10 +87,10 @@ def encode(workdir: str, codecs: list[str], n: int) -> None:
     import flax.serialization
     import numpy as np
 
-    from gencomp_jax.codecs import bitstream, fuzz
+    from gencomp_jax.codecs import bitstream
 
     for name in codecs:
-        codec = fuzz.tiny_codec(name)
+        codec = _codec(name)
         d = os.path.join(workdir, name)
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "params.msgpack"), "wb") as fh:
@@ -82,11 +114,13 @@ def decode(workdir: str, codecs: list[str], n: int) -> dict:
     result = {}
     for name in codecs:
         d = os.path.join(workdir, name)
-        config = fuzz.tiny_config(name)
+        config = fuzz.tiny_config("hyperprior" if name == "hyperprior_float" else name)
         template = fuzz.tiny_params(config)
         with open(os.path.join(d, "params.msgpack"), "rb") as fh:
             params = flax.serialization.from_bytes(template, fh.read())
-        codec = fuzz.tiny_codec(name, params=params)
+        codec = _codec(name, params=params)
+        if os.environ.get("GENCOMP_PERTURB_ULP"):
+            _add_ulp_noise(codec)
         counts = {tag: {"same": 0, "detected": 0, "other_error": 0, "silent_wrong": 0} for tag in ("checked", "plain")}
         for k in range(n):
             ref = np.load(os.path.join(d, f"{k}.ref.npy"))
@@ -106,7 +140,7 @@ def decode(workdir: str, codecs: list[str], n: int) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--codecs", default="hyperprior,mean_scale,uqdm")
+    p.add_argument("--codecs", default="hyperprior,hyperprior_float,mean_scale,uqdm")
     p.add_argument("--images", type=int, default=8)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--out", default="perturb_decode.json")
