@@ -11,10 +11,10 @@ import ml_collections
 import numpy as np
 import pytest
 import skimage.data
-from scipy import special
 
 from gencomp_jax import registry
 from tests.codecs import generative_helpers
+from tests.entropy import float64_references
 from gencomp_jax.codecs import bitstream, ntc
 from gencomp_jax.codecs.base import Codec, codec_id
 from gencomp_jax.data import pad_to_multiple, read_image, to_model
@@ -36,26 +36,6 @@ def trained():
     return generative_helpers.trained_codec(ntc, _config())
 
 
-def _factorized_likelihood_f64(prior, z):
-    """Ballé's factorized density, written here in float64 numpy: P(z - 1/2 < Z <= z + 1/2) per channel.
-
-    prior: the "prior" parameters {matrix_i [C, o, i], bias_i [C, o, 1], factor_i [C, o, 1]}; z [..., C].
-    """
-    c = z.shape[-1]
-    v = np.moveaxis(np.asarray(z, np.float64).reshape(-1, c), 0, 1)[:, None, :]  # [C, 1, n]
-    n_layers = len([k for k in prior if k.startswith("matrix")])
-
-    def logits(x):
-        for i in range(n_layers):
-            x = np.log1p(np.exp(np.asarray(prior[f"matrix{i}"], np.float64))) @ x + prior[f"bias{i}"]
-            if f"factor{i}" in prior:
-                x = x + np.tanh(np.asarray(prior[f"factor{i}"], np.float64)) * np.tanh(x)
-        return x
-
-    p = np.abs(special.expit(logits(v + 0.5)) - special.expit(logits(v - 0.5)))
-    return np.moveaxis(p[:, 0, :], 0, 1).reshape(z.shape)
-
-
 def test_method_loss_equals_an_independent_float64_formula(trained):
     """loss = bpp + lmbda 255^2 MSE with the Gaussian-CDF bin probabilities of y, the factorized density of z and
     the [0, 1] MSE written here in float64; the model only supplies y, z, the medians, h_s's scales and x_hat."""
@@ -73,8 +53,8 @@ def test_method_loss_equals_an_independent_float64_formula(trained):
     parts = jax.jit(lambda p, x: method.model.apply(p, x, method=parts))(params, x)
     y_hat, z_hat, raw_scale, x_hat = (np.asarray(a, np.float64) for a in parts)
     s = np.maximum(raw_scale, 0.11)  # CompressAI's scale bound
-    p_y = np.maximum(special.ndtr((y_hat + 0.5) / s) - special.ndtr((y_hat - 0.5) / s), 1e-9)
-    p_z = np.maximum(_factorized_likelihood_f64(params["params"]["prior"], z_hat), 1e-9)
+    p_y = np.maximum(np.exp(float64_references.gaussian_log_bin(y_hat, s)), 1e-9)
+    p_z = np.maximum(np.exp(float64_references.factorized_log_likelihood(params["params"]["prior"], z_hat)), 1e-9)
     num_pixels = 2 * 64 * 64
     bpp_y, bpp_z = -np.log2(p_y).sum() / num_pixels, -np.log2(p_z).sum() / num_pixels
     x01, x_hat01 = (np.asarray(x, np.float64) + 1) / 2, (np.clip(x_hat, -1, 1) + 1) / 2
