@@ -100,8 +100,9 @@ def test_progressive_prefixes(setup):
 
 
 def test_rates_match_model(setup):
-    """Real bytes per segment vs the ideal code length on the same path (coder overhead), and the
-    per-step rates vs the per-step KL terms of the loss (Monte Carlo, codec's z_T ~ N(0, I) path)."""
+    """Real bytes per segment vs the ideal code length on the same path (coder overhead), and the real
+    bytes per step (constriction's ANS on dq's integer tables: no bin_probability) vs the per-step KL terms
+    of the loss (Monte Carlo, codec's z_T ~ N(0, I) path)."""
     cfg, params, codec = setup
     img = _images()[3]                                           # 64x64: 4 tiles
     seeds = [11, 12, 13, 14]
@@ -121,12 +122,13 @@ def test_rates_match_model(setup):
     terms = jax.jit(lambda p, k: model.apply(p, x, k, False, "prior"))(params, jax.random.PRNGKey(5))
     kl_bits = np.concatenate([np.asarray(terms["steps"]).mean(1), [np.asarray(terms["recon"]).mean()]])
     kl_bits = kl_bits / np.log(2)
-    per_step = ideal.mean(0)
-    np.testing.assert_allclose(per_step, kl_bits, rtol=0.02)     # per-step rate == per-step KL term
+    per_step = real.mean(0) - 48                                 # minus the ANS flush (~32-64 bits per segment)
+    np.testing.assert_allclose(per_step, kl_bits, rtol=0.02)     # real bytes per step == per-step KL term
     nelbo = kl_bits.sum()
     assert abs(file_bits - nelbo) / nelbo < 0.01                 # real file size within 1% of the NELBO
+    # the estimate of a 2-step prefix against the bytes of that prefix (independent of the ideal-bits path)
     est = codec.estimate_bits(img, seed=seeds[0], steps=2)
-    np.testing.assert_allclose(est, ideal[0, :2].sum(), rtol=1e-6)
+    assert abs(est - real[0, :2].sum()) <= 0.005 * est + 2 * 64
 
 
 def test_errors(setup):

@@ -70,8 +70,14 @@ def test_schedule_init_fixed_gamma_max_and_gradient():
 def test_step_rate_expectation_is_the_kl(family):
     """E_{z ~ U(mu_Q +- D/2)}[-log mass of g on the D-cell at z] = KL(U || g * U) (quadrature)."""
     mu_q, mu_p, std, width = 0.3, 0.1, 0.25, 0.4
-    scale = M.std_to_scale(family, std)
+    # the family's scale parameter for this std, written here: logistic variance = s^2 pi^2 / 3
+    scale = std if family == "gaussian" else std * math.sqrt(3.0) / math.pi
+    np.testing.assert_allclose(float(M.std_to_scale(family, std)), scale, rtol=1e-12)
     cdf = (lambda u: special.ndtr(u)) if family == "gaussian" else (lambda u: special.expit(u))
+    # and the closed-form variance of that density, by quadrature
+    dens = (lambda v: np.exp(-0.5 * (v / scale) ** 2) / (scale * math.sqrt(2 * math.pi))) if family == "gaussian" \
+        else (lambda v: np.exp(-abs(v) / scale) / (scale * (1 + np.exp(-abs(v) / scale)) ** 2))
+    assert abs(integrate.quad(lambda v: v * v * dens(v), -np.inf, np.inf)[0] - std ** 2) < 1e-6
 
     def log_p(z):  # density of g * U(-D/2, D/2)
         return np.log((cdf((z - mu_p + width / 2) / scale) - cdf((z - mu_p - width / 2) / scale)) / width)
@@ -79,7 +85,7 @@ def test_step_rate_expectation_is_the_kl(family):
     kl = -math.log(width) - integrate.quad(lambda z: log_p(z) / width, mu_q - width / 2, mu_q + width / 2)[0]
     u = jax.random.uniform(jax.random.PRNGKey(0), (400_000,), minval=-0.5, maxval=0.5)
     z = mu_q + width * u
-    mc = np.asarray(M.step_rate_nats(family, z, mu_p, scale, width), np.float64)
+    mc = np.asarray(M.step_rate_nats(family, z, mu_p, M.std_to_scale(family, std), width), np.float64)
     assert abs(mc.mean() - kl) < 4 * mc.std() / math.sqrt(mc.size) + 1e-4 * kl
     assert abs(mc.mean() - kl) / kl < 0.005
 
