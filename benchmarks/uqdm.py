@@ -1,6 +1,7 @@
 """UQDM benchmark: encode/decode seconds (32x32 and Kodak-sized), train steps/s, peak memory -> JSON.
 
     python benchmarks/uqdm.py [--config_arg runlocal] [--params PATH.msgpack] [--kodak 1]
+    python benchmarks/uqdm.py --checkpoint ../shared/reference/uqdm-tiny --only_checkpoint 1 --out F.json
 
 Times are wall-clock seconds after one warm-up call (jit compilation reported separately), for the
 tiny network with learned per-element variance (the reference's `tiny` preset, T = 4, lossless
@@ -42,6 +43,37 @@ def _time(fn, repeats):
     return out, float(np.median(ts))
 
 
+def checkpoint_64x64(path, repeats, images=4):
+    """Encode / decode seconds (wall and this process's CPU) of lossless 64x64 files with released weights
+    (learned variance), per image, after one warm-up call (compilation reported separately)."""
+    from gencomp_jax import registry
+    from gencomp_jax.data.sources import load_kodak
+    from gencomp_jax.eval import pretrained
+
+    codec = registry.make_codec(*pretrained.load(path))
+    crops = [im[(im.shape[0] - 64) // 2:(im.shape[0] - 64) // 2 + 64, (im.shape[1] - 64) // 2:(im.shape[1] - 64) // 2 + 64]
+             for _, im in load_kodak(limit=images)]
+    t0 = time.perf_counter()
+    codec.decompress(codec.compress(crops[0]))
+    first = time.perf_counter() - t0
+    rows = []
+    for x in crops:
+        for _ in range(repeats):
+            c0, t0 = time.process_time(), time.perf_counter()
+            data = codec.compress(x)
+            c1, t1 = time.process_time(), time.perf_counter()
+            rec = codec.decompress(data)
+            c2, t2 = time.process_time(), time.perf_counter()
+            assert np.array_equal(rec, x)
+            rows.append((t1 - t0, t2 - t1, c1 - c0, c2 - c1, 8 * len(data) / 4096))
+    a = np.array(rows)
+    return {"checkpoint": str(path), "images": len(crops), "repeats": repeats, "first_call_incl_compile_s": first,
+            "encode_s_median": float(np.median(a[:, 0])), "decode_s_median": float(np.median(a[:, 1])),
+            "encode_plus_decode_s_median": float(np.median(a[:, 0] + a[:, 1])),
+            "encode_plus_decode_s_min": float(np.min(a[:, 0] + a[:, 1])),
+            "encode_plus_decode_cpu_s_median": float(np.median(a[:, 2] + a[:, 3])), "bpp_mean": float(a[:, 4].mean())}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config_arg", default="runlocal")
@@ -50,7 +82,21 @@ def main(argv=None):
     ap.add_argument("--kodak", type=int, default=1, help="time one Kodak image (0 = skip)")
     ap.add_argument("--train_steps", type=int, default=10)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "uqdm.json"))
+    ap.add_argument("--checkpoint", default="", help="also time a released UQDM checkpoint (e.g. "
+                    "../shared/reference/uqdm-tiny) on 64x64 Kodak centre crops; writes key 'checkpoint_64x64'")
+    ap.add_argument("--only_checkpoint", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.checkpoint:
+        res = {"machine": {**machine_info(), "load_average_at_start": os.getloadavg()},
+               "checkpoint_64x64": checkpoint_64x64(args.checkpoint, args.repeats)}
+        res["machine"]["load_average_at_end"] = os.getloadavg()
+        print(json.dumps(res["checkpoint_64x64"]))
+        if args.only_checkpoint:
+            out = pathlib.Path(args.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(res, indent=2))
+            print("wrote", out)
+            return res
 
     from gencomp_jax.codecs import uqdm as C
     from gencomp_jax.data.sources import load_kodak
