@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 from scipy import special
 
-from gencomp_jax.channel.pfr import GaussianChannelCode, plan_chunks
+from gencomp_jax.channel.pfr import RENYI_MARGIN_BITS, GaussianChannelCode, plan_chunks
 from gencomp_jax.entropy import coder as _coder
 from gencomp_jax.entropy.varint import VarintError, read_varint, write_varint
 
@@ -188,14 +188,15 @@ def decode_indices(data: bytes, n: int, kl_bits, num_candidates=None, *, return_
 
 
 def encode_gaussian_codes(codes: Sequence[GaussianChannelCode], dims: Sequence[int], *,
-                          max_chunk_bits: int = 16, padding_bits: int | None = None) -> bytes:
+                          max_chunk_bits: int = 16, padding_bits: int | None = None,
+                          margin_bits: float = RENYI_MARGIN_BITS) -> bytes:
     """Serialise the codes of several steps: varint KLs, then all chunk indices (Zipf-coded)."""
     if len(codes) != len(dims):
         raise ValueError("need one dimension per step")
     head = b"".join(write_varint(c.kl_q) for c in codes)
     idx, kls, ns = [], [], []
     for c, d in zip(codes, dims):
-        plan = plan_chunks(c.kl_q, d, max_chunk_bits=max_chunk_bits, padding_bits=padding_bits)
+        plan = plan_chunks(c.kl_q, d, max_chunk_bits=max_chunk_bits, padding_bits=padding_bits, margin_bits=margin_bits)
         if np.asarray(c.indices).shape != (plan.num_chunks,):
             raise ValueError("code does not match its chunk plan")
         idx.append(np.asarray(c.indices, np.int64))
@@ -206,12 +207,13 @@ def encode_gaussian_codes(codes: Sequence[GaussianChannelCode], dims: Sequence[i
 
 
 def decode_gaussian_codes(data: bytes, dims: Sequence[int], *, max_chunk_bits: int = 16,
-                          padding_bits: int | None = None) -> list:
+                          padding_bits: int | None = None, margin_bits: float = RENYI_MARGIN_BITS) -> list:
     """Inverse of :func:`encode_gaussian_codes` -> list of GaussianChannelCode (one per step)."""
     pos, plans = 0, []
     for d in dims:
         kl_q, pos = _read_varint(data, pos)
-        plans.append(plan_chunks(kl_q, d, max_chunk_bits=max_chunk_bits, padding_bits=padding_bits))
+        plans.append(plan_chunks(kl_q, d, max_chunk_bits=max_chunk_bits, padding_bits=padding_bits,
+                                 margin_bits=margin_bits))
     kls = np.concatenate([p.chunk_kl_bits for p in plans]) if plans else np.zeros(0)
     ns = np.concatenate([np.full(p.num_chunks, float(1 << p.log2_candidates)) for p in plans]) if plans else kls
     idx, end = decode_indices(data[pos:], kls.shape[0], kls, ns, return_pos=True)

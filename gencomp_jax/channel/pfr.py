@@ -76,6 +76,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.random import threefry2x32_p
 
 from gencomp_jax.channel.randomness import (
     PURPOSE_PFR,
@@ -97,6 +98,7 @@ __all__ = [
     "pfr_exact_decode",
     "pfr_gaussian_chunk_encode",
     "gaussian_candidate",
+    "gaussian_candidates",
     "gaussian_channel_encode",
     "gaussian_channel_decode",
 ]
@@ -106,7 +108,7 @@ KL_QUANT = 8  # per-step KL is sent in units of 1/KL_QUANT bit (rounded up)
 MAX_LOG2_CANDIDATES = 31  # candidate indices are uint32 counters; keep a margin
 RENYI_MARGIN_BITS = 8  # default: log2 N = ceil(2 KL_chunk + 8) (see the module docstring's table)
 DIFFC_PADDING_BITS = 2  # DiffC's setting: log2 N = ceil(KL_chunk + 2); pass padding_bits=DIFFC_PADDING_BITS
-_BLOCK_ELEMS = 2**21  # candidates * dims generated per block (memory ~ 8 MiB float32)
+_BLOCK_ELEMS = 2**19  # candidates * dims generated per block (~2 MiB float32; faster than 2**17 or 2**21 here)
 
 
 def _sample_key(key):
@@ -197,10 +199,59 @@ def pfr_exact_decode(key: jax.Array, index: int, *, sample_fn):
 # finite-N PFR (ordered random coding) for Gaussian chunks
 
 
+# Candidate i of a chunk (standard normal, float32 [d]): entries 2j and 2j + 1 are the two words of
+# threefry2x32(sample key, counter (i, j)) (jax.random's hash, called directly so that both output words
+# are used; jax.random.normal spends one hash per value), each mapped to (-1, 1) on the 2^-23 grid and
+# through sqrt(2) erfinv.  Its arrival time uses word 0 of threefry2x32(arrival key, (i, 0)).  The counter
+# is the pair (index, position): no index * dim offset is ever formed (the reference's int32 overflow),
+# and the first d entries of a wider candidate are the candidate of a d-dimensional chunk (so padded
+# chunks score exactly the candidates the decoder regenerates alone).
+
+
+def _key_words(key):
+    """uint32 [..., 2] data of threefry key(s)."""
+    return jax.random.key_data(key)
+
+
+def _threefry(kd, i, j):
+    i, j = jnp.broadcast_arrays(jnp.asarray(i, jnp.uint32), jnp.asarray(j, jnp.uint32))
+    return threefry2x32_p.bind(kd[0], kd[1], i, j)
+
+
+def _unit(w):
+    """uint32 -> float32 in [0, 1) on the 2^-23 grid."""
+    return jax.lax.bitcast_convert_type((w >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32) - 1.0
+
+
+def _std_normal(w):
+    """uint32 -> float32 N(0, 1): sqrt(2) erfinv(v), v symmetric in (-1, 1) on the 2^-23 grid (finite)."""
+    return np.float32(math.sqrt(2.0)) * jax.lax.erf_inv(2.0 * _unit(w) - np.float32(1.0 - 2.0**-23))
+
+
+def _candidate_rows(kd, start, count: int, width: int):
+    """Candidates start .. start + count - 1 of one chunk (sample key data kd uint32 [2]): float32 [count, width]."""
+    half = (width + 1) // 2
+    i = jnp.asarray(start, jnp.uint32) + jnp.arange(count, dtype=jnp.uint32)
+    w0, w1 = _threefry(kd, i[:, None], jnp.arange(half, dtype=jnp.uint32)[None, :])
+    z = jnp.stack([_std_normal(w0), _std_normal(w1)], axis=-1).reshape(count, 2 * half)
+    return z[:, :width]
+
+
+def _arrivals(kd, start, count: int):
+    """Exp(1) arrival increments of candidates start .. start + count - 1: float32 [count]."""
+    i = jnp.asarray(start, jnp.uint32) + jnp.arange(count, dtype=jnp.uint32)
+    return -jnp.log1p(-_unit(_threefry(kd, i, 0)[0]))
+
+
+def gaussian_candidates(key: jax.Array, start, count: int, dim: int) -> jax.Array:
+    """Candidates ``start .. start + count - 1`` of a Gaussian chunk with key ``key``: float32 [count, dim],
+    each ~ N(0, I), iid; candidate i does not depend on start, count or how many were drawn before."""
+    return _candidate_rows(_key_words(_sample_key(key)), start, int(count), int(dim))
+
+
 def gaussian_candidate(key: jax.Array, index, dim: int) -> jax.Array:
     """Candidate ``index`` of a Gaussian chunk: float32 [dim] ~ N(0, I) (decoder side)."""
-    k = candidate_keys(_sample_key(key), index, 1)[0]
-    return jax.random.normal(k, (dim,), jnp.float32)
+    return _candidate_rows(_key_words(_sample_key(key)), index, 1, int(dim))[0]
 
 
 def _block_size(log2_n: int, dim: int, block_elems: int) -> int:
@@ -209,30 +260,37 @@ def _block_size(log2_n: int, dim: int, block_elems: int) -> int:
     return min(b, 1 << log2_n)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _orc_search(key, mu, log2_n, block):
-    n = 1 << log2_n
-    dim = mu.shape[0]
-    skey, akey = _sample_key(key), _arrival_key(key)
-    nf = jnp.float32(n)
+def _search(skd, akd, mu_rows, log2_n, num_blocks, block: int):
+    """Finite-N PFR of G chunks at once: key data skd, akd uint32 [G, 2], mu_rows float32 [G, D] (padding:
+    0), N = 2**log2_n (traced int) candidates each, scored in num_blocks blocks of `block` -> int32 [G]."""
+    g, width = mu_rows.shape
+    nf = jnp.exp2(jnp.asarray(log2_n).astype(jnp.float32))
 
     def body(b, s):
         t0, best, best_i = s
-        start = b * block
-        ks = candidate_keys(skey, start, block)
-        z = jax.vmap(lambda k: jax.random.normal(k, (dim,), jnp.float32))(ks)
-        logw = z @ mu  # log(q/p) up to the constant -0.5||mu||^2
-        e = jax.vmap(lambda k: jax.random.exponential(k, (), jnp.float32))(candidate_keys(akey, start, block))
-        j1 = (start + jnp.arange(block)).astype(jnp.float32)  # 0-based j -> divide by N - j
-        t = t0 + jnp.cumsum(e / (nf - j1))  # Renyi: sorted Exp(1) order statistics
-        score = jnp.log(t) - logw
-        j = jnp.argmin(score)
-        better = score[j] < best
-        return t[-1], jnp.where(better, score[j], best), jnp.where(better, start + j, best_i)
+        start = b.astype(jnp.uint32) * jnp.uint32(block)
+        z = jax.vmap(lambda kd: _candidate_rows(kd, start, block, width))(skd)
+        logw = jnp.einsum("gbd,gd->gb", z, mu_rows)  # log(q/p) up to a per-chunk constant
+        e = jax.vmap(lambda kd: _arrivals(kd, start, block))(akd)
+        j = b.astype(jnp.float32) * block + jnp.arange(block, dtype=jnp.float32)
+        ok = j < nf
+        t = t0[:, None] + jnp.cumsum(jnp.where(ok, e / jnp.where(ok, nf - j, 1.0), 0.0), axis=1)  # Renyi
+        score = jnp.where(ok, jnp.log(t) - logw, jnp.inf)
+        jb = jnp.argmin(score, axis=1)
+        sb = jnp.take_along_axis(score, jb[:, None], 1)[:, 0]
+        better = sb < best
+        return t[:, -1], jnp.where(better, sb, best), jnp.where(better, b * block + jb.astype(jnp.int32), best_i)
 
-    init = (jnp.float32(0.0), jnp.float32(jnp.inf), jnp.int32(0))
-    _, _, best_i = jax.lax.fori_loop(0, n // block, body, init)
-    return best_i
+    init = (jnp.zeros(g, jnp.float32), jnp.full(g, jnp.inf, jnp.float32), jnp.zeros(g, jnp.int32))
+    return jax.lax.fori_loop(0, num_blocks, body, init)[2]
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _orc_search(key, mu, log2_n, block):
+    """One chunk (key, mu float [d]) with N = 2**log2_n candidates in blocks of `block` -> int32 index."""
+    skd, akd = _key_words(_sample_key(key))[None], _key_words(_arrival_key(key))[None]
+    n_blocks = max(1, (1 << log2_n) // block)
+    return _search(skd, akd, jnp.asarray(mu, jnp.float32)[None], log2_n, n_blocks, block)[0]
 
 
 def pfr_gaussian_chunk_encode(key: jax.Array, mu, log2_candidates: int, *, block_elems: int = _BLOCK_ELEMS) -> int:
@@ -351,20 +409,92 @@ def _chunk_perm(randomness: SharedRandomness, step: int, dim: int) -> np.ndarray
     return randomness.permutation((PURPOSE_SHUFFLE, step), dim)
 
 
-def _chosen_candidates(randomness: SharedRandomness, step: int, plan: ChunkPlan, dim: int, choose):
+# One step of chunked simulation is vectorised over its chunks: chunk c's dimensions (all chunks of a step
+# have d or d + 1 of them) are one row of a [G, D] matrix, D padded to a bucket (_bucket, <= 25% padding)
+# and G rows per call (_rows_per_call), so that one jitted program per (G, D) serves every step and image of
+# a size (N is traced).  Padded entries have mu = 0 (no effect on the score) and are dropped when the sample
+# is assembled; padded rows are ignored.  The decoder assembles the sample with the same program.
+
+_ROW_ELEMS = 2**14  # G * D per call for large steps
+
+
+def _bucket(n: int) -> int:
+    """Smallest m >= n of the form k * 2^e with k in {4, 5, 6, 7} (n <= 4: n itself)."""
+    n = int(n)
+    if n <= 4:
+        return max(n, 1)
+    e = (n - 1).bit_length() - 3
+    return -(-n // (1 << e)) * (1 << e)
+
+
+def _rows_per_call(num_chunks: int, width: int) -> int:
+    big = max(1, _ROW_ELEMS // width)
+    return min(_bucket(num_chunks), 1 << (big.bit_length() - 1))
+
+
+def _chunk_rows(perm: np.ndarray, plan: ChunkPlan):
+    """(rows int32 [C, D]: the dimension of each chunk entry, padding = dim; D) for the step's permutation."""
+    width = _bucket(int(plan.chunk_dims.max()))
+    j = np.arange(width)[None, :]
+    pos = plan.offsets[:-1, None] + j
+    valid = j < plan.chunk_dims[:, None]
+    rows = np.where(valid, perm[np.minimum(pos, perm.shape[0] - 1)], perm.shape[0]).astype(np.int32)
+    return rows, width
+
+
+def _chunk_key_words(step_key, first, count: int):
+    """(sample, arrival) key data uint32 [count, 2] of chunks first .. first + count - 1, where chunk c's key
+    is randomness.key(PURPOSE_PFR, step, c) = fold_in_u64(step key, c) (c < 2**32)."""
+    hi = jax.random.fold_in(step_key, np.uint32(0))
+    ck = jax.vmap(jax.random.fold_in, (None, 0))(hi, jnp.asarray(first, jnp.uint32) + jnp.arange(count, dtype=jnp.uint32))
+    return _key_words(jax.vmap(_sample_key)(ck)), _key_words(jax.vmap(_arrival_key)(ck))
+
+
+@functools.partial(jax.jit, static_argnames=("block",))
+def _search_rows(step_key, first, mu_rows, log2_n, num_blocks, *, block: int):
+    """Finite-N PFR of chunks first .. first + G - 1 (rows of mu_rows [G, D]) -> 0-based indices int32 [G]."""
+    skd, akd = _chunk_key_words(step_key, first, mu_rows.shape[0])
+    return _search(skd, akd, mu_rows, log2_n, num_blocks, block)
+
+
+@jax.jit
+def _assemble_rows(step_key, first, rows, indices, z):
+    """z float32 [dim] with the chosen candidates (indices [G]) of chunks first .. first + G - 1 written at
+    their dimensions rows [G, D] (entries == dim are padding, dropped)."""
+    skd, _ = _chunk_key_words(step_key, first, rows.shape[0])
+    cand = jax.vmap(lambda kd, i: _candidate_rows(kd, i, 1, rows.shape[1])[0])(skd, indices)
+    return z.at[rows.reshape(-1)].set(cand.reshape(-1), mode="drop")
+
+
+def _chosen_candidates(randomness: SharedRandomness, step: int, plan: ChunkPlan, dim: int, mu=None, indices=None,
+                       block_elems: int = _BLOCK_ELEMS):
     """Standard-normal noise z float32 [dim] made of each chunk's chosen candidate, and the indices int64
-    [num_chunks]. Chunk c owns the dims perm[offsets[c]:offsets[c+1]] of the step's shared permutation;
-    choose(c, key, dims) -> its 0-based index (the encoder's PFR search, or the decoder's received index)."""
+    [num_chunks]. Chunk c owns the dims perm[offsets[c]:offsets[c+1]] of the step's shared permutation.
+    Encoder: mu float32 [dim] (the normalised mean; every chunk is searched); decoder: the received indices."""
     perm = _chunk_perm(randomness, step, dim)
-    off = plan.offsets
-    z = np.empty(dim, np.float32)
-    idx = np.empty(plan.num_chunks, np.int64)
-    for c in range(plan.num_chunks):
-        sel = perm[off[c]: off[c + 1]]
-        key = randomness.key(PURPOSE_PFR, step, c)
-        idx[c] = choose(c, key, sel)
-        z[sel] = np.asarray(gaussian_candidate(key, int(idx[c]), sel.shape[0]))
-    return z, idx
+    rows, width = _chunk_rows(perm, plan)
+    step_key = randomness.key(PURPOSE_PFR, step)
+    n_chunks, log2_n = plan.num_chunks, plan.log2_candidates
+    g = _rows_per_call(n_chunks, width)
+    block = _block_size(log2_n, g * width, block_elems)
+    num_blocks = (1 << log2_n) // block
+    z = jnp.zeros(dim, jnp.float32)
+    out = np.zeros(n_chunks, np.int64) if indices is None else np.asarray(indices, np.int64)
+    mu_pad = None if mu is None else jnp.concatenate([jnp.asarray(mu, jnp.float32).reshape(-1), jnp.zeros(1)])
+    for first in range(0, n_chunks, g):
+        m = min(g, n_chunks - first)
+        r = rows[first: first + m]
+        if m < g:  # the last call of a step: padded rows (all entries dropped)
+            r = np.concatenate([r, np.full((g - m, width), dim, np.int32)])
+        r = jnp.asarray(r)
+        if mu is not None:
+            idx = _search_rows(step_key, np.uint32(first), mu_pad[r], np.int32(log2_n), np.int32(num_blocks),
+                               block=block)
+            out[first: first + m] = np.asarray(idx)[:m]
+        sel = np.zeros(g, np.uint32)
+        sel[:m] = out[first: first + m]
+        z = _assemble_rows(step_key, np.uint32(first), r, jnp.asarray(sel), z)
+    return z, out
 
 
 def _normalise(mu_q, mu_p, sigma):
@@ -378,7 +508,7 @@ def _normalise(mu_q, mu_p, sigma):
 
 def gaussian_channel_encode(mu_q, mu_p, sigma, *, randomness: SharedRandomness, step: int,
                             max_chunk_bits: int = 16, padding_bits: int | None = None,
-                            block_elems: int = _BLOCK_ELEMS):
+                            margin_bits: float = RENYI_MARGIN_BITS, block_elems: int = _BLOCK_ELEMS):
     """Simulate ``Y ~ N(mu_q, sigma^2 I)`` with reference ``N(mu_p, sigma^2 I)`` (any shape).
 
     Returns ``(sample, code)``: float32 sample with mu_q's shape (exactly what the decoder outputs)
@@ -390,26 +520,26 @@ def gaussian_channel_encode(mu_q, mu_p, sigma, *, randomness: SharedRandomness, 
     mu = ((mu_q - mu_p) / sigma).reshape(-1)
     dim = mu.shape[0]
     kl_q = quantize_kl(float(0.5 * jnp.sum(mu.astype(jnp.float32) ** 2) / LN2))
-    plan = plan_chunks(kl_q, dim, max_chunk_bits=max_chunk_bits, padding_bits=padding_bits)
-    mu_np = np.asarray(mu)
-    z, idx = _chosen_candidates(randomness, step, plan, dim, lambda c, key, sel: pfr_gaussian_chunk_encode(
-        key, mu_np[sel], plan.log2_candidates, block_elems=block_elems))
+    plan = plan_chunks(kl_q, dim, max_chunk_bits=max_chunk_bits, padding_bits=padding_bits, margin_bits=margin_bits)
+    z, idx = _chosen_candidates(randomness, step, plan, dim, mu=mu, block_elems=block_elems)
     sample = mu_p + sigma * jnp.asarray(z).reshape(mu_q.shape)
     return sample, GaussianChannelCode(kl_q, idx)
 
 
 def gaussian_channel_decode(code: GaussianChannelCode, mu_p, sigma, *, randomness: SharedRandomness, step: int,
-                            max_chunk_bits: int = 16, padding_bits: int | None = None):
+                            max_chunk_bits: int = 16, padding_bits: int | None = None,
+                            margin_bits: float = RENYI_MARGIN_BITS):
     """Decoder side of :func:`gaussian_channel_encode`: the identical sample, shape of ``mu_p``."""
     mu_p = jnp.asarray(mu_p, jnp.float32)
     sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), mu_p.shape)
     dim = int(np.prod(mu_p.shape))
-    plan = plan_chunks(code.kl_q, dim, max_chunk_bits=max_chunk_bits, padding_bits=padding_bits)
+    plan = plan_chunks(code.kl_q, dim, max_chunk_bits=max_chunk_bits, padding_bits=padding_bits,
+                       margin_bits=margin_bits)
     indices = np.asarray(code.indices, np.int64)
     if indices.shape != (plan.num_chunks,):
         raise ValueError(f"code has {indices.shape} indices but the plan for this step needs {plan.num_chunks}; "
-                         "were max_chunk_bits/padding_bits/dim the same on both sides?")
+                         "were max_chunk_bits/padding_bits/margin_bits/dim the same on both sides?")
     if np.any(indices < 0) or np.any(indices >= (1 << plan.log2_candidates)):
         raise ValueError("a chunk index is outside [0, N): corrupt data or mismatched settings")
-    z, _ = _chosen_candidates(randomness, step, plan, dim, lambda c, key, sel: indices[c])
+    z, _ = _chosen_candidates(randomness, step, plan, dim, indices=indices)
     return mu_p + sigma * jnp.asarray(z).reshape(mu_p.shape)
