@@ -16,7 +16,13 @@ from gencomp_jax.entropy.coder import CodingError
 
 @pytest.fixture(scope="module", params=["hyperprior", "mean_scale"])
 def coded(request):
-    codec = fuzz.tiny_codec(request.param)
+    from gencomp_jax import registry
+
+    config = fuzz.tiny_config(request.param)
+    # the float entropy-parameter path (new hyperprior files use the integer one, which never calls the
+    # float function perturbed here: tests/codecs/test_integer_hyperprior.py perturbs its weights)
+    config.model.integer_entropy = False
+    codec = registry.make_codec(config, fuzz.tiny_params(config))
     images = fuzz.seed_images(24, 3)
     files = [codec.compress(im) for im in images]
     return codec, files, [codec.decompress(f) for f in files]
