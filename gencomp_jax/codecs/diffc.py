@@ -204,14 +204,16 @@ class DiffCChain:
     """
 
     def __init__(self, model: DiffusionModel, params, times, *, chunking: str = "renyi",
-                 max_chunk_bits: int = 16, batch: int = 1):
+                 max_chunk_bits: int = 16, margin_bits: int = pfr.RENYI_MARGIN_BITS, batch: int = 1):
         self.model, self.params = model, params
         self.times = np.asarray(times, np.float32)
         if self.times.ndim != 1 or self.times.shape[0] < 2 or not np.all(np.diff(self.times) < 0):
             raise ValueError(f"times must decrease strictly and hold at least 2 values, got {self.times}")
         self.chunking, self.padding_bits = chunking, _padding_bits(chunking)
         self.max_chunk_bits, self.batch = int(max_chunk_bits), int(batch)
-        pfr.plan_chunks(0, 1, max_chunk_bits=self.max_chunk_bits, padding_bits=self.padding_bits)  # checks
+        self._plan_kw = dict(max_chunk_bits=self.max_chunk_bits, padding_bits=self.padding_bits,
+                             margin_bits=int(margin_bits))
+        pfr.plan_chunks(0, 1, **self._plan_kw)  # checks
 
         def reverse(params, z, t, s):
             x0 = model.denoise(params, z, t)
@@ -275,16 +277,14 @@ class DiffCChain:
         mu_p, std = self.reverse(z, k)
         mu_q = self.target_mean(z, x0, k)
         mq, mp = self._values(mu_q, valid), self._values(mu_p, valid)
-        sample, code = pfr.gaussian_channel_encode(mq, mp, std, randomness=shared, step=k,
-                                                   max_chunk_bits=self.max_chunk_bits,
-                                                   padding_bits=self.padding_bits)
+        sample, code = pfr.gaussian_channel_encode(mq, mp, std, randomness=shared, step=k, **self._plan_kw)
         return self._scatter(mu_p, valid, sample), code, pfr.gaussian_kl_bits(mq, mp, std)
 
     def decode_step(self, z, k: int, code, shared: randomness.SharedRandomness, valid=None):
         """x_s from x_t = z and the step's code (the decoder's side of `encode_step`)."""
         mu_p, std = self.reverse(z, k)
         sample = pfr.gaussian_channel_decode(code, self._values(mu_p, valid), std, randomness=shared, step=k,
-                                             max_chunk_bits=self.max_chunk_bits, padding_bits=self.padding_bits)
+                                             **self._plan_kw)
         return self._scatter(mu_p, valid, sample)
 
     def ideal_step(self, z, x0, k: int, shared: randomness.SharedRandomness, valid=None):
@@ -330,8 +330,7 @@ class DiffCChain:
     # -- serialisation of steps ------------------------------------------------------------------------
     def pack_steps(self, codes, dim: int) -> bytes:
         """varint(number of steps) + index_coding.encode_gaussian_codes of their codes."""
-        body = index_coding.encode_gaussian_codes(codes, [dim] * len(codes), max_chunk_bits=self.max_chunk_bits,
-                                                  padding_bits=self.padding_bits) if codes else b""
+        body = index_coding.encode_gaussian_codes(codes, [dim] * len(codes), **self._plan_kw) if codes else b""
         return write_varint(len(codes)) + body
 
     def unpack_steps(self, data: bytes, dim: int, first_step: int) -> list:
@@ -346,8 +345,7 @@ class DiffCChain:
                 if pos != len(data):
                     raise bitstream.BitstreamError("corrupted diffc file: bytes in an empty segment")
                 return []
-            return index_coding.decode_gaussian_codes(data[pos:], [dim] * n, max_chunk_bits=self.max_chunk_bits,
-                                                      padding_bits=self.padding_bits)
+            return index_coding.decode_gaussian_codes(data[pos:], [dim] * n, **self._plan_kw)
         except (CodingError, VarintError, ValueError) as e:
             if isinstance(e, bitstream.BitstreamError):
                 raise
@@ -368,11 +366,16 @@ def _recon_steps_option() -> DecodeOption:
 def default_diffc_config() -> dict:
     """config.model.diffc defaults (configs/diffc.py sets them per preset)."""
     return dict(base_steps=1000, num_steps=100, start=1000, end=0, power=1.0, chunking="renyi",
-                max_chunk_bits=16, segments=12, first_bpp=0.02, segment_ratio=1.6, reconstruction_steps=50,
-                tile_size=0, tile_batch=1)
+                max_chunk_bits=16, margin_bits=pfr.RENYI_MARGIN_BITS, segments=12, first_bpp=0.02,
+                segment_ratio=1.6, reconstruction_steps=50, tile_size=0, tile_batch=1)
 
 
 _CHECK_BYTES = 2
+# header meta "format": 2 = candidates from both threefry words of counter (index, position) (channel/pfr.py)
+# and the margin_bits field; files of format 1 (one jax.random.normal key per candidate, 11 meta fields) were
+# never released and are refused with a clear error.
+FORMAT = 2
+_FORMAT1_META_FIELDS = 11
 
 
 def _state_check(z, codes) -> bytes:
@@ -402,8 +405,8 @@ class DiffCCodec(progressive.ProgressiveBase):
 
     name = "diffc"
     decode_options = (STEPS_OPTION, progressive.reconstruction_option(), _recon_steps_option())
-    meta_fields = ("segments", "base_steps", "num_steps", "start", "end", "power100", "chunking",
-                   "max_chunk_bits", "grid", "tile", "tile_batch")
+    meta_fields = ("format", "segments", "base_steps", "num_steps", "start", "end", "power100", "chunking",
+                   "max_chunk_bits", "margin_bits", "grid", "tile", "tile_batch")
 
     def __init__(self, config, params, *, model: DiffusionModel | None = None, seed: int = progressive.DEFAULT_SEED):
         d = dict(default_diffc_config())
@@ -430,10 +433,31 @@ class DiffCCodec(progressive.ProgressiveBase):
     # -- meta and chains --------------------------------------------------------------------------------
     def _meta(self) -> dict[str, int]:
         s = self.schedule
-        return dict(segments=self.num_segments_default, base_steps=s.base_steps, num_steps=s.num_steps,
-                    start=s.start, end=s.end, power100=int(round(100 * s.power)),
+        return dict(format=FORMAT, segments=self.num_segments_default, base_steps=s.base_steps,
+                    num_steps=s.num_steps, start=s.start, end=s.end, power100=int(round(100 * s.power)),
                     chunking=CHUNKINGS.index(self.settings["chunking"]),
-                    max_chunk_bits=int(self.settings["max_chunk_bits"]), grid=images.GRIDS.index(self.grid))
+                    max_chunk_bits=int(self.settings["max_chunk_bits"]),
+                    margin_bits=int(self.settings["margin_bits"]), grid=images.GRIDS.index(self.grid))
+
+    def _parse_meta(self, data: bytes) -> dict[str, int]:
+        try:
+            meta = super()._parse_meta(data)
+        except bitstream.BitstreamError:
+            meta = None
+        if meta is None or meta["format"] != FORMAT:
+            n, pos = 0, 0
+            try:
+                while pos < len(data):
+                    pos = read_varint(data, pos)[1]
+                    n += 1
+            except VarintError:
+                n = -1
+            if n == _FORMAT1_META_FIELDS or (meta is not None and meta["format"] < FORMAT):
+                raise bitstream.BitstreamError(
+                    "this diffc file has the old DiffC format 1 (candidates drawn before the vectorised channel "
+                    f"simulation); this version reads format {FORMAT}: encode the image again")
+            raise bitstream.BitstreamError("corrupted diffc file: bad header meta")
+        return meta
 
     def _check_meta(self, meta) -> None:
         super()._check_meta(meta)
@@ -459,7 +483,8 @@ class DiffCCodec(progressive.ProgressiveBase):
                                  end=meta["end"], power=meta["power100"] / 100.0)
             self._chains[key] = DiffCChain(self.model, self.params, sched.times(),
                                            chunking=CHUNKINGS[meta["chunking"]],
-                                           max_chunk_bits=meta["max_chunk_bits"], batch=meta["tile_batch"])
+                                           max_chunk_bits=meta["max_chunk_bits"], margin_bits=meta["margin_bits"],
+                                           batch=meta["tile_batch"])
         return self._chains[key]
 
     # -- progressive hooks -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Gaussian tests use the exact denoiser E[X_0 | X_t] of a 2-D Gaussian source (the
 same chain (codecs/diffc.py `DiffCChain`) as an image.
 """
 
+import dataclasses
 import hashlib
 import math
 import pathlib
@@ -26,6 +27,7 @@ from gencomp_jax.codecs import bitstream, diffc
 from gencomp_jax.codecs.base import OptionError
 from gencomp_jax.config_utils import load_config
 from gencomp_jax.diffusion import schedules
+from gencomp_jax.entropy.varint import write_varint
 from gencomp_jax.theory import gaussian
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -256,6 +258,36 @@ def test_corrupt_truncated_foreign_and_diverged_files(vdm_file):
     diverged = diffc.DiffCCodec(cfg, params, model=nudged)
     with pytest.raises(bitstream.BitstreamError, match="diverged"):
         diverged.decompress(data)
+
+
+def test_format1_file_is_refused_with_a_clear_error(vdm_file):
+    """Files of the first DiffC format (other candidates, 11 meta fields) must not decode to a wrong image."""
+    _, _, codec, _, data, _ = vdm_file
+    header, segments = bitstream.unpack(data)
+    meta = codec._parse_meta(header.meta)
+    assert meta["format"] == diffc.FORMAT == 2
+    old = [meta[f] for f in codec.meta_fields if f not in ("format", "margin_bits")]
+    assert len(old) == diffc._FORMAT1_META_FIELDS
+    old_file = bitstream.pack(dataclasses.replace(header, meta=b"".join(write_varint(v) for v in old)), segments)
+    with pytest.raises(bitstream.BitstreamError, match="old DiffC format 1"):
+        codec.decompress(old_file)
+    with pytest.raises(bitstream.BitstreamError, match="old DiffC format 1"):   # a format-1 number, too
+        codec.decompress(bitstream.pack(dataclasses.replace(header, meta=write_varint(1) + header.meta[1:]), segments))
+
+
+def test_margin_bits_travels_in_the_file(vdm_file):
+    """margin_bits (Renyi rule N = 2^ceil(2 B + margin)) is a header field: a file written with margin 4 has other
+    chunk plans, and a codec configured with the default margin decodes it exactly like its writer."""
+    cfg, params, codec, img, data, _ = vdm_file
+    cfg4 = _config()
+    cfg4.model.diffc.margin_bits = 4
+    codec4 = registry.make_codec(cfg4, params)
+    data4 = codec4.compress(img)
+    meta4 = codec._parse_meta(bitstream.unpack(data4)[0].meta)
+    assert meta4["margin_bits"] == 4 and codec.settings["margin_bits"] == pfr.RENYI_MARGIN_BITS
+    assert codec4.chain(meta4)._plan_kw["margin_bits"] == 4
+    assert data4 != data
+    np.testing.assert_array_equal(codec.decompress(data4), codec4.decompress(data4))
 
 
 def test_too_much_kl_for_the_dimensions_is_a_clear_error():
