@@ -21,7 +21,8 @@ anchor; config.only (e.g. "hyperprior,jpeg") runs a subset. Each entry:
   config       config spec of the method, "<name>:<presets>" (configs/<name>.py)
   overrides    nested dict merged into that config (after config.data's training-data settings)
   sweep_key, sweep_values   a dotted config key and its values: one training run per value (a rate sweep)
-  stage1_from  name of an earlier NTC entry: one run per run of it, with model.stage1.workdir = that run (HFD)
+  stage1_from  name of an earlier NTC entry: one run per run of it, with model.stage1.workdir = that run (HFD);
+               stage1_runs > 0 uses only its first stage1_runs runs
   options      decode options to evaluate, {name: values} (evaluate.rate_points)
   split        a decode option whose values are separate curves (e.g. reconstruction), "" for one curve
   path         (pretrained) the checkpoint; absent -> the row says so
@@ -46,7 +47,7 @@ _TINY_TRAIN = dict(num_steps=2, log_every=1, checkpoint_every=0, ema_decay=0.0, 
 
 
 def _entry(kind, label, **kw):
-    base = dict(kind=kind, label=label, config="", overrides={}, sweep_key="", sweep_values=(), stage1_from="",
+    base = dict(kind=kind, label=label, config="", overrides={}, sweep_key="", sweep_values=(), stage1_from="", stage1_runs=0,
                 options={}, split="", path="", format="", qualities=())
     base.update(kw)
     return base
@@ -66,7 +67,7 @@ def _methods(preset: str) -> dict:
                                    diffc=dict(num_steps=2, end=840, segments=2, max_chunk_bits=10, first_bpp=0.02,
                                               reconstruction_steps=2)),
                         train=dict(_TINY_TRAIN, eval_every=0), data=dict(eval_source="", crop_size=32))
-        uqdm_over = dict(train=_TINY_TRAIN)
+        uqdm_over = dict(train=_TINY_TRAIN, data=dict(crop_size=32))
     elif gpu:   # the methods' own imagenet64 / gpu presets
         ntc_over = cdc_over = hfd_over = vdm_over = uqdm_over = {}
     else:       # runlocal: about an hour of training on an idle 2-core CPU in all (steps below), plus evaluation
@@ -93,9 +94,11 @@ def _methods(preset: str) -> dict:
         "cdc_rho09": _entry("train", "CDC rho=0.9", config=f"cdc:{p},rho=0.9", overrides=cdc_over,
                              sweep_key="model.beta", sweep_values=betas, options=dict(realism=(1.0,))),
         "hfd_diffusion": _entry("train", "HFD diffusion", config=f"hfd:{p}", overrides=hfd_over,
-                                stage1_from="hyperprior", options=dict(realism=(0.0, 0.5, 1.0)), split="realism"),
+                                stage1_from="hyperprior", stage1_runs=1 if tiny else 0,
+                                options=dict(realism=(0.0, 0.5, 1.0)), split="realism"),
         "hfd_flow": _entry("train", "HFD flow", config=f"hfd:{p},flow", overrides=hfd_over,
-                           stage1_from="hyperprior", options=dict(realism=(0.0, 0.5, 1.0)), split="realism"),
+                           stage1_from="hyperprior", stage1_runs=1 if tiny else 0,
+                           options=dict(realism=(0.0, 0.5, 1.0)), split="realism"),
         "diffc": _entry("train", "DiffC (VDM)", config=f"diffc:{p}", overrides=vdm_over,
                         options=dict(reconstruction=("flow", "ancestral")), split="reconstruction"),
         "uqdm": _entry("train", "UQDM (ours)", config=f"uqdm:{p}", overrides=uqdm_over, options=recon3,

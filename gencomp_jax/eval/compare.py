@@ -12,7 +12,8 @@ at least as many patches as feature dimensions), encode / decode seconds.
 
 Written under `workdir`:
   images/<name>.png                 the evaluation images (identical for every method)
-  runs/<entry>/<key>=<value>/       training workdirs (the naming of experiments/sweep.py)
+  runs/<entry>/<key>=<value>/       training workdirs (the naming of experiments/sweep.py; HFD's value is the
+                                    absolute path of its stage-1 run, so its workdirs are nested)
   files/<entry>/<run>/              every compressed file (.gcz; .jpg / .webp for the classical codecs);
                                     progressive points as the truncated files a receiver would have
   evals/<entry>/<run>.json          the raw evaluation of each run (+ per-image CSV)
@@ -131,13 +132,14 @@ def plan_runs(config, workdir) -> dict[str, list[dict]]:
                 raise CompareError(f"{name}: stage1_from={entry.stage1_from!r} must name an earlier trained entry "
                                    "that is selected")
             runs = []
-            for s1 in plan[entry.stage1_from]:
+            for s1 in plan[entry.stage1_from][:int(entry.get("stage1_runs", 0)) or None]:
                 path = str(pathlib.Path(s1["workdir"]).resolve())
                 cfg = method_config(config, name, key="model.stage1.workdir", value=path)
                 m1 = s1["config"].model
                 cfg.model.stage1.update(dict(variant=s1["config"].method, N=int(m1.N), M=int(m1.M),
                                              lmbda=float(m1.lmbda)))
-                runs.append(dict(workdir=root / name / f"stage1={pathlib.Path(path).name}",
+                # experiments/sweep.py's naming <root>/<key>=<value>, so that --emit slurm runs land here too
+                runs.append(dict(workdir=root / name / f"model.stage1.workdir={path}",
                                  key="model.stage1.workdir", value=path, config=cfg))
             plan[name] = runs
             continue
