@@ -1,7 +1,14 @@
 """DiffC benchmark: bits vs KL (Eq. 12 overhead), law of X_tau for both chunkings, ODE vs ancestral on a
-Gaussian source, and encode / decode seconds of a 64x64 image with a VDM; writes JSON.
+Gaussian source, the speed of one chunked channel step, and encode / decode seconds of a 64x64 image with a
+VDM; writes JSON.
 
     python benchmarks/diffc.py [--workdir runs/diffc] [--out benchmarks/results/diffc.json] [--quick]
+    python benchmarks/diffc.py --skip-gaussian --workdir runs/diffc --setting renyi,16,8 --setting renyi,12,4 \
+        --setting diffc,16 --setting diffc,12 --diffc num_steps=12 --diffc end=520
+
+Channel part (`channel_speed`): one step of chunked Gaussian simulation over 64x64x3 = 12288 dimensions at a
+saturated KL (every chunk at its budget, the cost of most steps of an image), per chunking setting: seconds
+(warm), candidates scored per second and standard normals drawn per second (candidates x chunk dimensions).
 
 Gaussian part: a 2-D Gaussian source (5000 samples = one array of 10^4 dimensions) with its exact
 denoiser, coded by the codec's chain (codecs/diffc.py DiffCChain) from t = 1 to tau in 3 steps, for the
@@ -14,17 +21,20 @@ and ancestral reconstructions from an ideal-chain X_tau at several tau, with the
 Image part: the 64x64 centre crop of Kodak kodim23 coded by the codec of `--workdir` (a trained
 configs/diffc.py model; without it the runlocal VDM at initialisation, whose KLs are not meaningful);
 encode and decode seconds (CPU model in the JSON), bits per segment (file) vs KL, candidates scored per
-second, and the PSNR of each reconstruction at every rate point.
+second, where a warm encode spends its time (cProfile: channel simulation, model calls, index coding), and
+the PSNR of each reconstruction at every rate point; once per `--setting chunking,max_chunk_bits[,margin]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import math
 import os
 import pathlib
 import platform
+import pstats
 import sys
 import time
 
@@ -37,7 +47,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from gencomp_jax import registry  # noqa: E402
-from gencomp_jax.channel import pfr  # noqa: E402
+from gencomp_jax.channel import index_coding, pfr  # noqa: E402
 from gencomp_jax.channel.randomness import SharedRandomness  # noqa: E402
 from gencomp_jax.codecs import bitstream, diffc, progressive  # noqa: E402
 from gencomp_jax.diffusion import schedules  # noqa: E402
@@ -140,6 +150,82 @@ def ode_vs_ancestral(*, n: int = 4000, recon_steps: int = 100) -> list[dict]:
     return out
 
 
+SETTINGS = (("renyi", 16, 8), ("renyi", 12, 4), ("diffc", 16, 8), ("diffc", 12, 8))
+
+
+def channel_speed(settings=SETTINGS, *, dim: int = 64 * 64 * 3, kl_bits: float = 400.0) -> list[dict]:
+    """Seconds of one chunked channel step (gaussian_channel_encode + decode) at `kl_bits` over `dim` dims."""
+    mu = np.random.default_rng(0).normal(0, 1, dim).astype(np.float32)
+    mu *= math.sqrt(2 * kl_bits * math.log(2)) / np.linalg.norm(mu)
+    out = []
+    for chunking, mcb, margin in settings:
+        kw = dict(max_chunk_bits=mcb, padding_bits=None if chunking == "renyi" else pfr.DIFFC_PADDING_BITS,
+                  margin_bits=margin)
+        sr = SharedRandomness(1)
+        t0 = time.perf_counter()
+        _, code = pfr.gaussian_channel_encode(mu, 0.0, 1.0, randomness=sr, step=0, **kw)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sample, code = pfr.gaussian_channel_encode(mu, 0.0, 1.0, randomness=sr, step=1, **kw)
+        warm = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        dec = pfr.gaussian_channel_decode(code, jnp.zeros(dim), 1.0, randomness=sr, step=1, **kw)
+        np.asarray(dec)
+        dec_s = time.perf_counter() - t0
+        assert np.array_equal(np.asarray(dec), np.asarray(sample))
+        plan = pfr.plan_chunks(code.kl_q, dim, **kw)
+        cands = plan.num_chunks << plan.log2_candidates
+        bits = 8 * len(index_coding.encode_gaussian_codes([code], [dim], **kw))
+        out.append(dict(chunking=chunking, max_chunk_bits=mcb, margin_bits=margin if chunking == "renyi" else None,
+                        dims=dim, kl_bits=kl_bits, chunks=plan.num_chunks, log2_candidates=plan.log2_candidates,
+                        encode_seconds_first=first, encode_seconds=warm, decode_seconds=dec_s,
+                        candidates_per_second=cands / warm, normals_per_second=(1 << plan.log2_candidates) * dim / warm,
+                        bits=bits, bits_over_kl=bits / kl_bits))
+        print(f"channel step {chunking} max {mcb} margin {margin}: {plan.num_chunks} chunks x 2^{plan.log2_candidates}: "
+              f"encode {warm:.2f} s (first {first:.1f} s), decode {dec_s:.3f} s, "
+              f"{cands / warm / 1e6:.1f} M candidates/s, {(1 << plan.log2_candidates) * dim / warm / 1e6:.0f} M normals/s, "
+              f"{bits / kl_bits:.2f} bits/KL", flush=True)
+    return out
+
+
+def _candidate_counts(codec, data) -> tuple[int, int]:
+    """(candidates scored, standard normals drawn) by the encoder of `data` (from the file's chunk plans)."""
+    header, segments = bitstream.unpack(data)
+    meta = codec._parse_meta(header.meta)
+    chain = codec.chain(meta)
+    dim = int(np.prod(header.image_shape))
+    k, cands, normals = 0, 0, 0
+    for seg in segments:
+        body = seg[:-2] if seg[:1] != b"\x00" else seg
+        for code in chain.unpack_steps(body, dim, k):
+            plan = pfr.plan_chunks(code.kl_q, dim, **chain._plan_kw)
+            cands += plan.num_chunks << plan.log2_candidates
+            normals += (1 << plan.log2_candidates) * dim
+            k += 1
+    return cands, normals
+
+
+_PROFILED = {"gaussian_channel_encode": "channel simulation (PFR search + sample)",
+             "reverse": "model: p(x_s | x_t) (UNet call)", "target_mean": "model: q(x_s | x_t, x_0)",
+             "encode_gaussian_codes": "index coding", "_state_check": "x_t CRC"}
+
+
+def _profile_encode(codec, img) -> dict:
+    """cProfile of one warm encode: cumulative seconds of the encoder's parts."""
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    codec.compress(img)
+    prof.disable()
+    total = time.perf_counter() - t0
+    stats = pstats.Stats(prof)
+    out = {"total": total}
+    for (filename, _, func), row in stats.stats.items():
+        if func in _PROFILED and ("diffc" in filename or "pfr" in filename or "index_coding" in filename):
+            out[_PROFILED[func]] = out.get(_PROFILED[func], 0.0) + row[3]
+    return out
+
+
 def _psnr(a, b):
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
@@ -170,10 +256,10 @@ def image_timing(workdir: str | None, *, reconstruction_steps: int = 20, overrid
     t0 = time.perf_counter()
     codec.decompress(data)
     dec_denoise = time.perf_counter() - t0
-    # a second encode of the same image: compiled programs warm (the first pays XLA compiles)
-    t0 = time.perf_counter()
-    codec.compress(img)
-    enc_warm = time.perf_counter() - t0
+    # a second encode of the same image: compiled programs warm (the first pays XLA compiles), profiled
+    prof = _profile_encode(codec, img)
+    enc_warm = prof["total"]
+    cands, normals = _candidate_counts(codec, data)
     t0 = time.perf_counter()
     codec.decompress(data)
     dec_warm = time.perf_counter() - t0
@@ -195,6 +281,8 @@ def image_timing(workdir: str | None, *, reconstruction_steps: int = 20, overrid
                 encode_seconds_first=enc, encode_seconds_warm=enc_warm, decode_seconds_first=dec_denoise,
                 decode_seconds_warm=dec_warm, file_bytes=len(data), file_bpp=8 * len(data) / (64 * 64),
                 kl_bpp=sum(seg_kl) / (64 * 64), file_over_kl=8 * len(data) / max(sum(seg_kl), 1e-9),
+                candidates=cands, normals=normals, candidates_per_second_warm=cands / enc_warm,
+                normals_per_second_warm=normals / enc_warm, encode_profile_seconds=prof,
                 ideal_kl_bpp_all_steps=sum(ideal) / (64 * 64), segment_kl_bits=seg_kl, points=points)
 
 
@@ -205,6 +293,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="Gaussian part only at max_chunk_bits 12")
     ap.add_argument("--skip-gaussian", action="store_true")
     ap.add_argument("--skip-image", action="store_true")
+    ap.add_argument("--skip-channel", action="store_true")
+    ap.add_argument("--setting", action="append", default=[],
+                    help="chunking,max_chunk_bits[,margin_bits] of one image run (repeatable; default: the config's)")
     ap.add_argument("--diffc", action="append", default=[],
                     help="KEY=VALUE overrides of config.model.diffc for the image codec (repeatable), e.g. "
                          "max_chunk_bits=12, chunking=diffc, num_steps=15, end=400")
@@ -225,17 +316,29 @@ def main():
         for r in res["ode_vs_ancestral"]:
             print(f"tau {r['tau']:.2f} SNR {r['snr']:.3g}: flow gain {r['flow_gain_db']:.2f} dB "
                   f"(theory {r['flow_gain_db_theory']:.2f}); MSE {r['mse']}", flush=True)
+    if not (args.quick or args.skip_channel):
+        res["channel_step"] = channel_speed()
     if not (args.quick or args.skip_image):
         from gencomp_jax.config_utils import parse_value
 
         ov = {k: parse_value(v) for k, v in (o.split("=", 1) for o in args.diffc)}
-        res["image"] = image_timing(args.workdir, overrides=ov)
-        im = res["image"]
-        print(f"64x64: encode {im['encode_seconds_first']:.1f} s (warm {im['encode_seconds_warm']:.1f} s), decode "
-              f"{im['decode_seconds_first']:.1f} s (warm {im['decode_seconds_warm']:.1f} s), {im['file_bpp']:.3f} bpp "
-              f"file vs {im['kl_bpp']:.3f} bpp KL", flush=True)
-        for p in im["points"]:
-            print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in p.items()}, flush=True)
+        res["image"] = []
+        for setting in args.setting or [None]:
+            o = dict(ov)
+            if setting:
+                parts = setting.split(",")
+                o.update(chunking=parts[0], max_chunk_bits=int(parts[1]))
+                if len(parts) > 2:
+                    o["margin_bits"] = int(parts[2])
+            im = image_timing(args.workdir, overrides=o)
+            res["image"].append(im)
+            print(f"64x64 {setting or 'config'}: encode {im['encode_seconds_first']:.1f} s (warm "
+                  f"{im['encode_seconds_warm']:.1f} s), decode {im['decode_seconds_first']:.1f} s (warm "
+                  f"{im['decode_seconds_warm']:.1f} s), {im['file_bpp']:.3f} bpp file vs {im['kl_bpp']:.3f} bpp KL, "
+                  f"{im['candidates_per_second_warm'] / 1e6:.1f} M candidates/s; profile "
+                  f"{ {k: round(v, 2) for k, v in im['encode_profile_seconds'].items()} }", flush=True)
+            for p in im["points"]:
+                print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in p.items()}, flush=True)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
