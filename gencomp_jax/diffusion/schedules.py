@@ -45,16 +45,23 @@ def linear_gamma(t: jnp.ndarray, *, gamma_min: float = GAMMA_MIN, gamma_max: flo
     return gamma_min + (gamma_max - gamma_min) * t
 
 
-def cosine_gamma(t: jnp.ndarray, *, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX) -> jnp.ndarray:
+def cosine_gamma(t: jnp.ndarray, *, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX,
+                 shift: float = 0.0) -> jnp.ndarray:
     """Cosine schedule (Nichol & Dhariwal) in log-SNR form, truncated to [gamma_min, gamma_max].
 
     alpha = cos(pi u / 2), sigma = sin(pi u / 2) gives gamma(u) = 2 log tan(pi u / 2); u runs over the
     interval [u_min, u_max] that maps onto [gamma_min, gamma_max] as t runs over [0, 1].
+
+    shift s (nats of log-SNR; HFD, Hoogeboom et al. 2023, and the "shifted cosine" of simple diffusion): the
+    cosine curve of the endpoints [gamma_min + s, gamma_max + s] moved down by s, so the endpoints stay
+    [gamma_min, gamma_max] while every interior time has a lower gamma (s > 0: less noise, SNR up to e^s times
+    higher; s = 0 is the plain schedule).
     """
-    u_min = 2.0 / math.pi * math.atan(math.exp(0.5 * gamma_min))
-    u_max = 2.0 / math.pi * math.atan(math.exp(0.5 * gamma_max))
+    u_min = 2.0 / math.pi * math.atan(math.exp(0.5 * (gamma_min + shift)))
+    u_max = 2.0 / math.pi * math.atan(math.exp(0.5 * (gamma_max + shift)))
     u = u_min + (u_max - u_min) * t
-    return 2.0 * jnp.log(jnp.tan(0.5 * jnp.pi * u))
+    g = 2.0 * jnp.log(jnp.tan(0.5 * jnp.pi * u))
+    return g - shift if shift else g
 
 
 def vp_alpha_sigma(gamma_fn: Callable[[jnp.ndarray], jnp.ndarray]) -> AlphaSigmaFn:
@@ -68,12 +75,17 @@ def flow_alpha_sigma(t: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     return 1.0 - t, t
 
 
-def get_alpha_sigma(name: str, *, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX) -> AlphaSigmaFn:
-    """Named parameter-free schedule: "linear", "cosine" (VP, log-SNR form) or "flow"."""
+def get_alpha_sigma(name: str, *, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX,
+                    shift: float = 0.0) -> AlphaSigmaFn:
+    """Named parameter-free schedule: "linear", "cosine" (VP, log-SNR form; `shift` as in `cosine_gamma`) or
+    "flow"."""
+    if shift and name != "cosine":
+        raise ValueError(f"a log-SNR shift applies to the 'cosine' schedule only (on 'linear' with fixed endpoints "
+                         f"it is the identity), got schedule {name!r} with shift={shift!r}.")
     if name == "linear":
         return vp_alpha_sigma(functools.partial(linear_gamma, gamma_min=gamma_min, gamma_max=gamma_max))
     if name == "cosine":
-        return vp_alpha_sigma(functools.partial(cosine_gamma, gamma_min=gamma_min, gamma_max=gamma_max))
+        return vp_alpha_sigma(functools.partial(cosine_gamma, gamma_min=gamma_min, gamma_max=gamma_max, shift=shift))
     if name == "flow":
         return flow_alpha_sigma
     raise ValueError(f"Unknown schedule {name!r}; use one of 'linear', 'cosine', 'flow' "

@@ -14,10 +14,13 @@ returned with y[..., :3] added back; the x-space loss is unchanged (x - x0_hat =
 
 `X0Denoising` is a Method (usually conditional: cond_channels > 0, y = batch["cond"]); a codec that trains
 stage 1 end to end (CDC: beta * rate + (1 - rho) * this + rho * LPIPS(x, x0_hat)) calls `terms`, which also
-returns x0_hat for the perceptual term. Not registered: CDC / HFD register the codecs that use it.
+returns x0_hat for the perceptual term. `logsnr_shift=s` (HFD) trains on the cosine schedule shifted by s nats
+towards less noise, endpoints kept (diffusion/schedules.py `cosine_gamma(..., shift=s)`). Not registered: CDC / HFD register the codecs that use it.
 """
 
 from __future__ import annotations
+
+import functools
 
 import flax
 import jax
@@ -25,7 +28,7 @@ import jax.numpy as jnp
 
 from gencomp_jax.diffusion import process
 from gencomp_jax.diffusion.losses import sample_times
-from gencomp_jax.diffusion.schedules import alpha_sigma_from_gamma
+from gencomp_jax.diffusion.schedules import alpha_sigma_from_gamma, cosine_gamma
 from gencomp_jax.objectives.base import VPObjective
 
 
@@ -64,15 +67,26 @@ class X0Denoising(VPObjective):
     """Min-SNR-weighted x0 regression (see module docstring); defaults are CDC's (cosine, x0, max_snr 5)."""
 
     def __init__(self, *, max_snr: float = 5.0, schedule: str = "cosine", prediction: str = "x0",
-                 residual: bool = False, **kwargs):
+                 residual: bool = False, logsnr_shift: float = 0.0, **kwargs):
         super().__init__(schedule=schedule, prediction=prediction, **kwargs)
         if not max_snr > 0:
             raise ValueError(f"max_snr must be > 0, got {max_snr!r}.")
+        if logsnr_shift and schedule != "cosine":
+            raise ValueError(f"logsnr_shift shifts the 'cosine' log-SNR schedule (HFD); got schedule {schedule!r} "
+                             f"with logsnr_shift={logsnr_shift!r}.")
+        self.logsnr_shift = float(logsnr_shift)
         if residual and self.cond_channels < 3:
             raise ValueError("residual=True predicts x - y[..., :3]: it needs a conditioning input whose first "
                              f"3 channels are the stage-1 reconstruction (cond_channels >= 3, got "
                              f"{self.cond_channels}).")
         self.max_snr, self.residual = float(max_snr), bool(residual)
+
+    def gamma_fn(self, params):
+        """The schedule's gamma(t), shifted by `logsnr_shift` nats towards less noise (schedules.cosine_gamma)."""
+        if not self.logsnr_shift:
+            return super().gamma_fn(params)
+        return functools.partial(cosine_gamma, gamma_min=self.schedule.gamma_min, gamma_max=self.schedule.gamma_max,
+                                 shift=self.logsnr_shift)
 
     def _base(self, y):
         """What the diffusion's data is relative to: y[..., :3] (residual) or 0."""

@@ -88,7 +88,25 @@ def test_conditional_objective_uses_batch_cond_and_samples_given_y():
         m.sample(p, jax.random.PRNGKey(2), 3, y=x)
 
 
+def test_logsnr_shift_is_the_schedule_hfd_files_were_written_with():
+    """X0Denoising(logsnr_shift=s) trains and samples on schedules.cosine_gamma(shift=s); its values are bitwise
+    those of the formula HFD used before the shift moved into schedules.py (so HFD checkpoints decode the same)."""
+    lo, hi, s = -13.3, 5.0, 2.0
+    m = X0Denoising(net=NET, gamma_min=lo, gamma_max=hi, sample_size=8, sampler="ddim", sample_steps=2,
+                    num_samples=1, cond_channels=3, logsnr_shift=s)
+    t = jnp.linspace(0.0, 1.0, 101)
+    before = cosine_gamma(t, gamma_min=lo + s, gamma_max=hi + s) - s       # HFD's ShiftedX0Denoising.gamma_fn
+    np.testing.assert_array_equal(m.gamma_fn({"schedule": {}})(t), before)
+    plain = X0Denoising(net=NET, gamma_min=lo, gamma_max=hi, sample_size=8, sampler="ddim", sample_steps=2,
+                        num_samples=1, cond_channels=3)
+    assert float(jnp.max(plain.gamma_fn({"schedule": {}})(t)[1:-1] - m.gamma_fn({"schedule": {}})(t)[1:-1])) > 0.5
+    a, sig = m.alpha_sigma({"schedule": {}})(jnp.float32(0.5))
+    np.testing.assert_allclose(float(a) ** 2, 1 / (1 + np.exp(float(before[50]))), rtol=1e-5)
+
+
 def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="logsnr_shift"):
+        _objective(schedule="linear", logsnr_shift=1.0)
     with pytest.raises(ValueError, match="max_snr"):
         _objective(max_snr=0.0)
     with pytest.raises(ValueError, match="schedule"):
