@@ -138,6 +138,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--kodak", type=int, default=24)
     p.add_argument("--log_every", type=int, default=100)
+    p.add_argument("--init_from", default="", help="initial state dict (default: ScaleHyperprior's init, seed --seed)")
+    p.add_argument("--noise_seed", type=int, default=None, help="torch seed of the training noise after the init")
     p.add_argument("--out_dir", required=True)
     p.add_argument("--tag", required=True)
     args = p.parse_args()
@@ -146,7 +148,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     net = ScaleHyperprior(args.N, args.M)
-    torch.save(net.state_dict(), out / f"{args.tag}_init.pth")
+    if args.init_from:  # a second training from the same initial weights, other noise (--noise_seed)
+        net.load_state_dict(torch.load(args.init_from, map_location="cpu"))
+    else:
+        torch.save(net.state_dict(), out / f"{args.tag}_init.pth")
+    if args.noise_seed is not None:
+        torch.manual_seed(args.noise_seed)
     res = {"side": "compressai", "torch": torch.__version__, "compressai": compressai.__version__,
            "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "args": vars(args)}
     res["train"] = train(args, torch, net, RateDistortionLoss)
