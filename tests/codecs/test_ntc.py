@@ -131,11 +131,18 @@ def test_golden_file_from_before_the_latent_codec_decodes_identically():
     assert bitstream.peek(data).image_shape == (97, 151, 3)
     np.testing.assert_array_equal(codec.decompress(data), read_image(golden.DECODED))
     assert bitstream.peek(data).version == 1
-    # the encoder writes the same segments, now as format version 2 with the segments' checks
-    new = codec.compress(read_image(golden.SOURCE))
+    # the float entropy-parameter path writes the same segments, now as format version 2 with checks
+    config = golden.config()
+    config.model.integer_entropy = False
+    float_codec = registry.make_codec(config, params)
+    new = float_codec.compress(read_image(golden.SOURCE))
     header, segments = bitstream.unpack(new)
     assert segments == bitstream.unpack(data)[1] and header.version == 2 and len(header.checks) == 2
-    np.testing.assert_array_equal(codec.decompress(new), read_image(golden.DECODED))
+    np.testing.assert_array_equal(float_codec.decompress(new), read_image(golden.DECODED))
+    # the default (integer entropy parameters) file decodes to the same image
+    default = codec.compress(read_image(golden.SOURCE))
+    assert bitstream.unpack(default)[0].meta == b"\x01"
+    np.testing.assert_array_equal(codec.decompress(default), read_image(golden.DECODED))
 
 
 def test_mean_scale_codec_round_trip_and_registration():
