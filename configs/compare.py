@@ -2,7 +2,7 @@
 
 Launch: `python experiments/compare.py --config configs/compare.py:runlocal --workdir runs/compare`.
 
-Presets (one of):
+Presets (one of; default runlocal):
   tiny         the test suite's setting: a few training steps of very small networks per method, 2 Kodak
                64x64 crops; the whole run is ~45 s of CPU on a warm compilation cache. Numbers are meaningless,
                the files and the pipeline are real.
@@ -64,7 +64,7 @@ def _methods(preset: str) -> dict:
                                    sample_steps=2), train=_TINY_TRAIN)
         hfd_over = dict(model=dict(net=_TINY_NET, sample_steps=2), train=_TINY_TRAIN)
         vdm_over = dict(model=dict(net=_TINY_NET, prediction="x0", num_samples=1, sample_steps=2,
-                                   diffc=dict(num_steps=2, end=840, segments=2, max_chunk_bits=10, first_bpp=0.02,
+                                   diffc=dict(num_steps=1, end=840, segments=1, max_chunk_bits=10, first_bpp=0.02,
                                               reconstruction_steps=2)),
                         train=dict(_TINY_TRAIN, eval_every=0), data=dict(eval_source="", crop_size=32))
         uqdm_over = dict(train=_TINY_TRAIN, data=dict(crop_size=32))
@@ -103,7 +103,8 @@ def _methods(preset: str) -> dict:
                         options=dict(reconstruction=("flow", "ancestral")), split="reconstruction"),
         "uqdm": _entry("train", "UQDM (ours)", config=f"uqdm:{p}", overrides=uqdm_over, options=recon3,
                        split="reconstruction"),
-        "uqdm_official": _entry("pretrained", "UQDM official tiny", path=UQDM_TINY, options=recon3,
+        "uqdm_official": _entry("pretrained", "UQDM official tiny", path=UQDM_TINY,
+                                options=dict(recon3, reconstruction=("denoise",)) if tiny else recon3,
                                 split="reconstruction"),
         "jpeg": _entry("classical", "JPEG (Pillow)", format="jpeg", qualities=qualities),
         "webp": _entry("classical", "WebP (Pillow)", format="webp", qualities=qualities),
@@ -112,9 +113,9 @@ def _methods(preset: str) -> dict:
 
 def get_config(arg=None):
     a = parse_arg(arg, tiny=False, runlocal=False, imagenet64=False)
-    presets = [k for k in ("tiny", "runlocal", "imagenet64") if a[k]]
+    presets = [k for k in ("tiny", "runlocal", "imagenet64") if a[k]] or ["runlocal"]
     if len(presets) != 1:
-        raise ValueError(f"configs/compare.py needs exactly one preset of tiny, runlocal, imagenet64 (got {arg!r}).")
+        raise ValueError(f"configs/compare.py takes one preset of tiny, runlocal, imagenet64 (got {arg!r}).")
     preset = presets[0]
     c = ml_collections.ConfigDict()
     c.preset = preset

@@ -89,6 +89,13 @@ def _merge(node: ml_collections.ConfigDict, overrides: Mapping, where: str) -> N
             node[key] = value
 
 
+def _get(config, key: str):
+    """config[a][b][c] for key "a.b.c"."""
+    for k in key.split("."):
+        config = config[k]
+    return config
+
+
 def _set_key(config, key: str, value) -> None:
     node = config
     *path, last = key.split(".")

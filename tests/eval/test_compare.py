@@ -33,7 +33,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 def _env():
     env = dict(os.environ)
     env.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".jax_cache"))
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"   # the many small compiles of 11 methods
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"   # cache even the many small compiles of 11 methods
     env["JAX_THREEFRY_PARTITIONABLE"] = "0"
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env.pop("MPLBACKEND", None)
@@ -200,3 +200,29 @@ def test_table_bd_rate_and_bpp_at_targets_on_known_curves(tmp_path):
     assert rows["A"][2:] == ["0 % (anchor)", f"{math.sqrt(0.2 * 0.4):.3f}", f"{math.sqrt(0.2 * 0.4):.3f}"]
     assert rows["B"][2:] == ["-50.0 %", f"{math.sqrt(0.1 * 0.2):.3f}", f"{math.sqrt(0.1 * 0.2):.3f}"]
     assert rows["C"][2:] == ["—", "—", "—"]      # no PSNR overlap with the anchor; targets below its range
+
+
+@pytest.mark.parametrize("preset", ["tiny", "runlocal", "imagenet64"])
+def test_every_preset_plans_a_run_per_sweep_value(preset, tmp_path):
+    """Each preset builds every method's training config (the methods' own config files, the comparison's data,
+    the entry's overrides): a renamed key in a method's config fails here, not an hour into a run."""
+    from gencomp_jax.config_utils import load_config
+    from gencomp_jax.eval import compare
+
+    config = load_config(f"{REPO / 'configs' / 'compare.py'}:{preset}")
+    plan = compare.plan_runs(config, tmp_path)
+    trained = [n for n in config.order if config.methods[n].kind == "train"]
+    assert list(plan) == trained and config.order[0] == config.anchor == "hyperprior"
+    for name, runs in plan.items():
+        entry = config.methods[name]
+        values = list(entry.sweep_values) or [0]
+        if entry.stage1_from:
+            values = [str(pathlib.Path(r["workdir"]).resolve()) for r in plan[entry.stage1_from]]
+            values = values[:entry.stage1_runs or None]
+        assert [r["value"] for r in runs] == values, name
+        for r in runs:
+            cfg = r["config"]
+            assert cfg.method == entry.config.split(":")[0]
+            assert compare._get(cfg, r["key"]) == r["value"]
+            assert cfg.data.source == config.data.source
+            assert pathlib.Path(r["workdir"]).is_relative_to(tmp_path / "runs" / name)
