@@ -580,6 +580,8 @@ def emit(config, workdir, config_arg: str, *, mode: str = "slurm", python: str =
             lines.append(f"{var}=$(sbatch --parsable {dep}{shlex.quote(str(sb))})")
         else:
             lines.append(f"bash -e {shlex.quote(str(sb))}  # {name}")
+    path, sep, arg = config_arg.partition(":")
+    config_arg = f"{pathlib.Path(path).resolve()}{sep}{arg}"   # the jobs may start in another directory
     eval_cmd = shlex.join([python, str(REPO / "experiments" / "compare.py"), f"--config={config_arg}",
                            f"--workdir={root}", "--emit=evaluate"])
     if mode == "slurm":
