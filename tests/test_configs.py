@@ -38,7 +38,7 @@ def _get(config, dotted):
 
 
 @pytest.mark.parametrize("spec, expected", [
-    ("hyperprior:runlocal", {"data.source": "skimage", "data.crop_size": 64, "data.batch_size": 8,
+    ("hyperprior:runlocal", {"data.source": "skimage", "data.crop_size": 128, "data.batch_size": 2,
                              "optim.learning_rate": 1e-3, "optim.warmup_steps": 50, "train.num_steps": 5000,
                              "train.log_every": 100, "train.checkpoint_every": 1000, "train.ema_decay": 0.99,
                              "model.N": 64, "model.M": 96}),
