@@ -69,7 +69,8 @@ bit-level float differences in the encoder's scores cannot desynchronise the two
 Speed.  The encoder's cost of a step is ``sum_c N_c d_c`` standard normals: ``2**max_chunk_bits x dim`` for
 any step whose KL saturates its chunks (most steps of an image), whatever the KL; with the default rule
 (16-bit chunks) that is 8 * 10^8 normals for a 64x64 RGB step.  One step's chunks are searched by one
-jitted call per ~16K (padded) dimensions (``_chosen_candidates``), so the time is that of the normals
+jitted call (``_chosen_candidates``; rows of 8 entries, a few programs per image size whatever the KLs),
+so the time is that of the normals
 (measured on the shared 2-core EPYC at load ~15-19, 12288 dims, 400 bits: Renyi 16-bit chunks 6.3 s per
 step (before: 15 s, 101 per-chunk calls at ~150 ms), decode 0.004 s (before: 1.3-1.5 s);
 ``benchmarks/diffc.py`` "channel_step").  The cheap settings trade bits or bias for candidates:
@@ -420,13 +421,14 @@ def _chunk_perm(randomness: SharedRandomness, step: int, dim: int) -> np.ndarray
     return randomness.permutation((PURPOSE_SHUFFLE, step), dim)
 
 
-# One step of chunked simulation is vectorised over its chunks: chunk c's dimensions (all chunks of a step
-# have d or d + 1 of them) are one row of a [G, D] matrix, D padded to a bucket (_bucket, <= 25% padding)
-# and G rows per call (_rows_per_call), so that one jitted program per (G, D) serves every step and image of
-# a size (N is traced).  Padded entries have mu = 0 (no effect on the score) and are dropped when the sample
-# is assembled; padded rows are ignored.  The decoder assembles the sample with the same program.
+# One step of chunked simulation is one jitted search over all its chunks: chunk c's dimensions are cut
+# into rows of _ROW entries (the last row of a chunk padded), the rows of a step padded to a bucket
+# (_bucket: k * 2^e, k in 4..7), so one program per (rows bucket) serves every step of an image size
+# (a few compiles per size, whatever the KLs); N is traced.  A row's score is summed into its chunk's
+# (segment sum); padded entries have mu = 0 and are dropped when the sample is assembled.  Candidate values
+# depend only on (chunk key, index, position in the chunk), so the layout changes no bit of the output.
 
-_ROW_ELEMS = 2**14  # G * D per call for large steps
+_ROW = 8  # entries per row (even: a row holds whole threefry word pairs)
 
 
 def _bucket(n: int) -> int:
@@ -438,19 +440,27 @@ def _bucket(n: int) -> int:
     return -(-n // (1 << e)) * (1 << e)
 
 
-def _rows_per_call(num_chunks: int, width: int) -> int:
-    big = max(1, _ROW_ELEMS // width)
-    return min(_bucket(num_chunks), 1 << (big.bit_length() - 1))
-
-
-def _chunk_rows(perm: np.ndarray, plan: ChunkPlan):
-    """(rows int32 [C, D]: the dimension of each chunk entry, padding = dim; D) for the step's permutation."""
-    width = _bucket(int(plan.chunk_dims.max()))
-    j = np.arange(width)[None, :]
-    pos = plan.offsets[:-1, None] + j
-    valid = j < plan.chunk_dims[:, None]
-    rows = np.where(valid, perm[np.minimum(pos, perm.shape[0] - 1)], perm.shape[0]).astype(np.int32)
-    return rows, width
+def _step_rows(perm: np.ndarray, plan: ChunkPlan):
+    """The step's layout: (rows int32 [R, _ROW]: dimension of each entry, padding = dim; chunk int32 [R]: the
+    chunk of each row (padding rows: R - 1 >= C); pair int32 [R]: the row's first word-pair index in its
+    chunk), R = _bucket(number of rows)."""
+    dim, dims = perm.shape[0], plan.chunk_dims
+    nrows = -(-dims // _ROW)
+    n = int(nrows.sum())
+    r_pad = _bucket(n)
+    chunk = np.repeat(np.arange(plan.num_chunks), nrows)
+    first_row = np.cumsum(nrows) - nrows
+    pos = _ROW * (np.arange(n) - first_row[chunk])          # position of the row's first entry in its chunk
+    j = np.arange(_ROW)[None, :]
+    valid = pos[:, None] + j < dims[chunk][:, None]
+    src = plan.offsets[:-1][chunk][:, None] + pos[:, None] + j
+    rows = np.full((r_pad, _ROW), dim, np.int32)
+    rows[:n] = np.where(valid, perm[np.minimum(src, dim - 1)], dim)
+    chunk_p = np.full(r_pad, r_pad - 1, np.int32)
+    chunk_p[:n] = chunk
+    pair = np.zeros(r_pad, np.int32)
+    pair[:n] = pos // 2
+    return rows, chunk_p, pair
 
 
 def _chunk_key_words(step_key, first, count: int):
@@ -461,19 +471,49 @@ def _chunk_key_words(step_key, first, count: int):
     return _key_words(jax.vmap(_sample_key)(ck)), _key_words(jax.vmap(_arrival_key)(ck))
 
 
+def _row_candidates(kd, start, count: int, pair):
+    """Entries of candidates start .. start + count - 1 in one row (sample key data kd [2], first word pair
+    `pair`): float32 [count, _ROW]."""
+    i = jnp.asarray(start, jnp.uint32) + jnp.arange(count, dtype=jnp.uint32)
+    jw = pair.astype(jnp.uint32) + jnp.arange(_ROW // 2, dtype=jnp.uint32)
+    w0, w1 = _threefry(kd, i[:, None], jw[None, :])
+    return jnp.stack([_std_normal(w0), _std_normal(w1)], axis=-1).reshape(count, _ROW)
+
+
 @functools.partial(jax.jit, static_argnames=("block",))
-def _search_rows(step_key, first, mu_rows, log2_n, num_blocks, *, block: int):
-    """Finite-N PFR of chunks first .. first + G - 1 (rows of mu_rows [G, D]) -> 0-based indices int32 [G]."""
-    skd, akd = _chunk_key_words(step_key, first, mu_rows.shape[0])
-    return _search(skd, akd, mu_rows, log2_n, num_blocks, block)
+def _search_rows(step_key, mu_rows, chunk, pair, log2_n, num_blocks, *, block: int):
+    """Finite-N PFR of every chunk of a step at once (mu_rows float32 [R, _ROW], chunk / pair int32 [R] of
+    _step_rows) -> 0-based indices int32 [R] (entry c = chunk c; entries >= C are padding)."""
+    r = mu_rows.shape[0]
+    skd, akd = _chunk_key_words(step_key, 0, r)
+    skd_rows = skd[chunk]
+    nf = jnp.exp2(log2_n.astype(jnp.float32))
+
+    def body(b, s):
+        t0, best, best_i = s
+        start = b.astype(jnp.uint32) * jnp.uint32(block)
+        z = jax.vmap(lambda kd, p: _row_candidates(kd, start, block, p))(skd_rows, pair)     # [R, block, _ROW]
+        logw = jax.ops.segment_sum(jnp.einsum("rbd,rd->rb", z, mu_rows), chunk, num_segments=r)  # [chunks, block]
+        e = jax.vmap(lambda kd: _arrivals(kd, start, block))(akd)
+        j = b.astype(jnp.float32) * block + jnp.arange(block, dtype=jnp.float32)
+        ok = j < nf
+        t = t0[:, None] + jnp.cumsum(jnp.where(ok, e / jnp.where(ok, nf - j, 1.0), 0.0), axis=1)  # Renyi
+        score = jnp.where(ok, jnp.log(t) - logw, jnp.inf)
+        jb = jnp.argmin(score, axis=1)
+        sb = jnp.take_along_axis(score, jb[:, None], 1)[:, 0]
+        better = sb < best
+        return t[:, -1], jnp.where(better, sb, best), jnp.where(better, b * block + jb.astype(jnp.int32), best_i)
+
+    init = (jnp.zeros(r, jnp.float32), jnp.full(r, jnp.inf, jnp.float32), jnp.zeros(r, jnp.int32))
+    return jax.lax.fori_loop(0, num_blocks, body, init)[2]
 
 
 @jax.jit
-def _assemble_rows(step_key, first, rows, indices, z):
-    """z float32 [dim] with the chosen candidates (indices [G]) of chunks first .. first + G - 1 written at
-    their dimensions rows [G, D] (entries == dim are padding, dropped)."""
-    skd, _ = _chunk_key_words(step_key, first, rows.shape[0])
-    cand = jax.vmap(lambda kd, i: _candidate_rows(kd, i, 1, rows.shape[1])[0])(skd, indices)
+def _assemble_rows(step_key, rows, chunk, pair, indices, z):
+    """z float32 [dim] with the chosen candidates (indices [R], by chunk) written at the entries rows [R, _ROW]
+    (entries == dim are padding, dropped)."""
+    skd, _ = _chunk_key_words(step_key, 0, rows.shape[0])
+    cand = jax.vmap(lambda kd, i, p: _row_candidates(kd, i, 1, p)[0])(skd[chunk], indices[chunk].astype(jnp.uint32), pair)
     return z.at[rows.reshape(-1)].set(cand.reshape(-1), mode="drop")
 
 
@@ -483,28 +523,22 @@ def _chosen_candidates(randomness: SharedRandomness, step: int, plan: ChunkPlan,
     [num_chunks]. Chunk c owns the dims perm[offsets[c]:offsets[c+1]] of the step's shared permutation.
     Encoder: mu float32 [dim] (the normalised mean; every chunk is searched); decoder: the received indices."""
     perm = _chunk_perm(randomness, step, dim)
-    rows, width = _chunk_rows(perm, plan)
+    rows, chunk, pair = _step_rows(perm, plan)
     step_key = randomness.key(PURPOSE_PFR, step)
     n_chunks, log2_n = plan.num_chunks, plan.log2_candidates
-    g = _rows_per_call(n_chunks, width)
-    block = _block_size(log2_n, g * width, block_elems)
-    num_blocks = (1 << log2_n) // block
-    z = jnp.zeros(dim, jnp.float32)
-    out = np.zeros(n_chunks, np.int64) if indices is None else np.asarray(indices, np.int64)
-    mu_pad = None if mu is None else jnp.concatenate([jnp.asarray(mu, jnp.float32).reshape(-1), jnp.zeros(1)])
-    for first in range(0, n_chunks, g):
-        m = min(g, n_chunks - first)
-        r = rows[first: first + m]
-        if m < g:  # the last call of a step: padded rows (all entries dropped)
-            r = np.concatenate([r, np.full((g - m, width), dim, np.int32)])
-        r = jnp.asarray(r)
-        if mu is not None:
-            idx = _search_rows(step_key, np.uint32(first), mu_pad[r], np.int32(log2_n), np.int32(num_blocks),
-                               block=block)
-            out[first: first + m] = np.asarray(idx)[:m]
-        sel = np.zeros(g, np.uint32)
-        sel[:m] = out[first: first + m]
-        z = _assemble_rows(step_key, np.uint32(first), r, jnp.asarray(sel), z)
+    r = rows.shape[0]
+    rows_j, chunk_j, pair_j = jnp.asarray(rows), jnp.asarray(chunk), jnp.asarray(pair)
+    if mu is not None:
+        block = _block_size(log2_n, r * _ROW, block_elems)
+        mu_pad = jnp.concatenate([jnp.asarray(mu, jnp.float32).reshape(-1), jnp.zeros(1)])
+        idx = _search_rows(step_key, mu_pad[rows_j], chunk_j, pair_j, np.int32(log2_n),
+                           np.int32((1 << log2_n) // block), block=block)
+        out = np.asarray(idx)[:n_chunks].astype(np.int64)
+    else:
+        out = np.asarray(indices, np.int64)
+    sel = np.zeros(r, np.uint32)
+    sel[:n_chunks] = out
+    z = _assemble_rows(step_key, rows_j, chunk_j, pair_j, jnp.asarray(sel), jnp.zeros(dim, jnp.float32))
     return z, out
 
 

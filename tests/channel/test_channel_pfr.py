@@ -164,20 +164,20 @@ def test_index_code_length_obeys_eq12(kl):
     assert mean_bits <= ideal.mean() + 3 * 72 / n + 0.1, (mean_bits, ideal.mean())
 
 
-def test_step_vectorised_over_chunks_equals_each_chunk_alone(monkeypatch):
-    """One step's chunks are searched together (rows padded to a bucket width, several calls per step with a
-    padded last call): every chunk's index equals the single-chunk search of its own dimensions, and the
-    sample holds exactly the candidate the decoder regenerates alone for that index."""
-    monkeypatch.setattr(pfr, "_ROW_ELEMS", 64)   # 64 // 7 -> 8 rows per call: 3 calls, the last one padded
+def test_step_vectorised_over_chunks_equals_each_chunk_alone():
+    """One step's chunks are searched together (each chunk cut into rows of pfr._ROW entries, its last row
+    padded, the rows padded to a bucket, the rows' scores summed per chunk): every chunk's index equals the
+    single-chunk search of its own dimensions, and the sample holds exactly the candidate the decoder
+    regenerates alone for that index."""
     dim, step, sr = 131, 2, SharedRandomness(99)
     mu = np.random.default_rng(3).normal(0, 1, dim).astype(np.float32)
-    mu *= math.sqrt(2 * 19.9 * math.log(2)) / np.linalg.norm(mu)   # 19.9 bits -> 20 chunks of 6-7 dims
+    mu *= math.sqrt(2 * 5.9 * math.log(2)) / np.linalg.norm(mu)   # 5.9 bits -> 6 chunks of 21-22 dims
     sample, code = pfr.gaussian_channel_encode(mu, 0.0, 1.0, randomness=sr, step=step, max_chunk_bits=10)
     plan = pfr.plan_chunks(code.kl_q, dim, max_chunk_bits=10)
-    width = pfr._chunk_rows(pfr._chunk_perm(sr, step, dim), plan)[1]
-    assert plan.num_chunks == 20 and width == 7 and pfr._rows_per_call(20, width) == 8
     perm = pfr._chunk_perm(sr, step, dim)
-    for c in (0, 7, 8, 15, 16, 19):   # the first and last chunk of each call
+    rows, chunk, _ = pfr._step_rows(perm, plan)
+    assert plan.num_chunks == 6 and rows.shape == (20, pfr._ROW) and np.sum(chunk == 0) == 3   # 18 rows + 2 padding
+    for c in range(plan.num_chunks):
         sel = perm[plan.offsets[c]: plan.offsets[c + 1]]
         key = sr.key(PURPOSE_PFR, step, c)
         assert code.indices[c] == pfr.pfr_gaussian_chunk_encode(key, mu[sel], plan.log2_candidates), c
