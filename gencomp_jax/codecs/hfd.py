@@ -6,8 +6,8 @@ an MSE-trained NTC codec as stage 1, a conditional diffusion (or flow) decoder a
     stage 2:  a UNet conditioned on Y by concatenation, trained on (X, Y) pairs; it models
               the residual X - Y (DIRAC, Ghouse et al.; model.residual=True) or X itself, with
               - decoder="diffusion": min(SNR, 5)-weighted x0 regression (objectives/denoising.py) on a cosine
-                log-SNR schedule shifted towards less noise by model.logsnr_shift (endpoints kept):
-                gamma(t) = cosine_gamma(t; gamma_min + s, gamma_max + s) - s; DDIM sampling;
+                log-SNR schedule shifted towards less noise by model.logsnr_shift (endpoints kept;
+                diffusion/schedules.py `cosine_gamma(..., shift=s)`); DDIM sampling;
               - decoder="flow": flow matching (objectives/flow.py), Euler ODE (better at few steps).
 
 Stage 1 is never trained by the stage-2 loss (its reconstruction enters stage 2 through stop_gradient):
@@ -33,7 +33,7 @@ import numpy as np
 from gencomp_jax.codecs import bitstream, conditional, ntc
 from gencomp_jax.codecs.base import check_options, register
 from gencomp_jax.data import images
-from gencomp_jax.diffusion import samplers, schedules
+from gencomp_jax.diffusion import samplers
 from gencomp_jax.models.hyperprior import NTCModel
 from gencomp_jax.objectives.denoising import X0Denoising
 from gencomp_jax.objectives.flow import FlowMatching
@@ -46,27 +46,15 @@ def _get(cfg, key, default):
     return cfg[key] if key in cfg else default
 
 
-class ShiftedX0Denoising(X0Denoising):
-    """X0Denoising on the cosine log-SNR schedule shifted by `logsnr_shift` nats towards less noise."""
-
-    def __init__(self, *, logsnr_shift: float = 0.0, **kwargs):
-        super().__init__(schedule="cosine", **kwargs)
-        self.logsnr_shift = float(logsnr_shift)
-
-    def gamma_fn(self, params):
-        s, lo, hi = self.logsnr_shift, self.schedule.gamma_min, self.schedule.gamma_max
-        return lambda t: schedules.cosine_gamma(t, gamma_min=lo + s, gamma_max=hi + s) - s
-
-
 def _decoder_objective(config):
     m = config.model
     kw = dict(net=m.net, sampler=m.sampler, sample_steps=m.sample_steps, num_samples=1,
               sample_size=int(config.data.crop_size), cond_channels=3)
     kind = str(m.decoder)
     if kind == "diffusion":
-        return ShiftedX0Denoising(logsnr_shift=float(m.logsnr_shift), max_snr=float(m.max_snr),
-                                  gamma_min=float(m.gamma_min), gamma_max=float(m.gamma_max),
-                                  prediction=str(m.prediction), **kw)
+        return X0Denoising(schedule="cosine", logsnr_shift=float(m.logsnr_shift), max_snr=float(m.max_snr),
+                           gamma_min=float(m.gamma_min), gamma_max=float(m.gamma_max), prediction=str(m.prediction),
+                           **kw)
     if kind == "flow":
         return FlowMatching(gamma_min=float(m.gamma_min), gamma_max=float(m.gamma_max), **kw)
     raise ValueError(f"model.decoder must be 'diffusion' or 'flow', got {kind!r}.")
@@ -180,7 +168,6 @@ class HFDCodec:
         self.params = jax.device_get(params)
         self.fingerprint = bitstream.params_fingerprint(self.params)
         self.stage1 = ntc.NTCCodec(self.method.stage1, self.params["stage1"])
-        self._synthesis = jax.jit(lambda p, y: self.method.stage1.apply(p, y, method=NTCModel.synthesis))
         m = config.model
         self.sampler = str(m.sampler)
         self.noise_scale = float(_get(m, "noise_scale", 1.0))
@@ -194,7 +181,7 @@ class HFDCodec:
     def preview_float(self, header, segments) -> jnp.ndarray:
         """Y [1, Hp, Wp, 3] (padded, on the 8-bit grid) from the stage-1 segments: what the NTC decoder gives."""
         y_hat = self.stage1.latent.decode(segments, self.stage1.latent_shape(header.image_shape), header=header)
-        x1 = self._synthesis(self.params["stage1"], jnp.asarray(y_hat[None]))
+        x1 = self.stage1._synthesis(self.stage1.params, jnp.asarray(y_hat[None]))   # the NTC codec's compiled g_s
         return images.to_model(images.grid_index(x1))
 
     # -- Codec protocol -----------------------------------------------------------------------------
@@ -240,4 +227,4 @@ def make_codec(config, params) -> HFDCodec:
 
 register(CODEC_NAME, method=make_method, codec=make_codec, codec_id=5, decode_options=HFDCodec.decode_options)
 
-__all__ = ["HFDMethod", "HFDCodec", "ShiftedX0Denoising", "make_method", "make_codec", "load_stage1"]
+__all__ = ["HFDMethod", "HFDCodec", "make_method", "make_codec", "load_stage1"]

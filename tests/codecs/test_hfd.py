@@ -37,7 +37,10 @@ def trained():
 
 
 def _ntc(config, params):
-    c = ml_collections.ConfigDict({"method": "hyperprior", "model": {"N": 32, "M": 48, "lmbda": 0.01}})
+    """An NTC codec of the stage-1 parameters writing float-path files, as HFD's stage 1 does (HFD files
+    carry the float entropy parameters: its header meta holds the decoder settings, not NTC's integer flag)."""
+    c = ml_collections.ConfigDict({"method": "hyperprior",
+                                   "model": {"N": 32, "M": 48, "lmbda": 0.01, "integer_entropy": False}})
     return ntc.make_codec(c, params["stage1"])
 
 
@@ -114,6 +117,11 @@ def test_wrong_codec_truncated_corrupt_and_bad_options_are_clear_errors(trained)
                                                   meta=b"\x07\x01"), segs)
     with pytest.raises(bitstream.BitstreamError, match="decoder settings"):
         codec.decompress(broken_meta)
+    hostile = bitstream.pack(bitstream.Header(codec="hfd", params_hash=header.params_hash, seed=header.seed,
+                                              image_shape=header.image_shape, checks=header.checks,
+                                              meta=b"\x01\x90\x4e\x00"), segs)   # 10,000 steps
+    with pytest.raises(bitstream.BitstreamError, match="10000 sampler steps"):   # fuzz regression: bounded work
+        codec.decompress(hostile)
     with pytest.raises(OptionError, match="realism"):
         codec.decompress(data, realism=1.5)
     with pytest.raises(OptionError, match="steps"):
