@@ -13,6 +13,13 @@ Realism (review Eq. 17, p = 1 - gamma / gamma*): X_hat(p) = (1 - p) X* + p X_hat
 sample of P(X | Y) and X* the codec's MMSE estimate (theory.gaussian.realism_interpolation).
 
 Meta bytes (version 1): [1] + varint(default sampling steps) + varint(round(1000 * default realism)).
+
+Bounded work: a file's own default is at most MAX_FILE_STEPS = 1000 sampler steps (the encoder refuses to write
+more, the decoder refuses a file that asks for more: a hostile header asked for 10,000 steps, minutes of
+decoding). 1000 is the finest discretisation these decoders are trained for in the literature (CDC's and DDPM's
+T = 1000; the paper decodes with 65 DDIM steps, HFD with 50-250), so no honest file needs more. A user may still
+ask for up to SAMPLING_STEPS_OPTION.maximum = 10,000 steps explicitly (`--option sampling_steps=N`): that work
+is the user's choice, not the file's.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from gencomp_jax.codecs.base import DecodeOption
 from gencomp_jax.entropy.varint import VarintError, read_varint, write_varint
 
 META_VERSION = 1
+MAX_FILE_STEPS = 1000          # the most sampler steps a file's own settings may ask for (see module docstring)
 
 REALISM_OPTION = DecodeOption(
     "realism", float, None, "D-P knob p: (1-p) * MMSE estimate + p * posterior sample (0 = MMSE, 1 = sample); "
@@ -49,8 +57,9 @@ class DecoderSettings:
     realism: float
 
     def __post_init__(self):
-        if not (isinstance(self.steps, int) and 1 <= self.steps <= 10_000):
-            raise ValueError(f"sampling steps must be an int in 1..10000, got {self.steps!r}.")
+        if not (isinstance(self.steps, int) and 1 <= self.steps <= MAX_FILE_STEPS):
+            raise ValueError(f"a file's default sampling steps must be an int in 1..{MAX_FILE_STEPS}, got "
+                             f"{self.steps!r} (more steps can be asked for at decode time: sampling_steps=N).")
         if not 0.0 <= float(self.realism) <= 1.0:
             raise ValueError(f"realism must be in [0, 1], got {self.realism!r}.")
 
@@ -59,6 +68,9 @@ class DecoderSettings:
 
     @classmethod
     def from_meta(cls, meta: bytes, codec: str) -> "DecoderSettings":
+        def unreadable(why):
+            return bitstream.BitstreamError(f"The {codec} file's decoder settings are unreadable ({why}); the file "
+                                            "is corrupted or was written by another version.")
         try:
             if not meta or meta[0] != META_VERSION:
                 raise VarintError("unknown version")
@@ -66,10 +78,16 @@ class DecoderSettings:
             realism, pos = read_varint(meta, pos)
             if pos != len(meta):
                 raise VarintError("trailing bytes")
+        except (VarintError, IndexError) as e:
+            raise unreadable(e) from None
+        if steps > MAX_FILE_STEPS:   # refused before anything is computed: the work a file can ask for is bounded
+            raise bitstream.BitstreamError(
+                f"The {codec} file asks for {steps} sampler steps, more than the {MAX_FILE_STEPS} a file may ask for: "
+                "it is corrupted or hostile, refused. (More steps are the decoder's own choice: sampling_steps=N.)")
+        try:
             return cls(steps=steps, realism=realism / 1000.0)
-        except (VarintError, ValueError, IndexError) as e:
-            raise bitstream.BitstreamError(f"The {codec} file's decoder settings are unreadable ({e}); the file is "
-                                           "corrupted or was written by another version.") from None
+        except ValueError as e:
+            raise unreadable(e) from None
 
 
 def resolve(settings: DecoderSettings, options: dict) -> tuple[int, float, bool]:

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import skimage.data
 
-from gencomp_jax.codecs import bitstream, cdc, conditional, hfd, ntc
+from gencomp_jax.codecs import bitstream, cdc, conditional, fuzz, hfd, ntc
 from gencomp_jax.codecs.base import Codec, OptionError
 from gencomp_jax.data import images
+from gencomp_jax.entropy.varint import write_varint
 from gencomp_jax.models.cdc import CDCModel, ContextNetwork
 from gencomp_jax.models.unet import UNet
 from tests.codecs.generative_helpers import check_file_errors, crops, decode_in_fresh_process, trained_codec
@@ -144,3 +145,22 @@ def test_wrong_codec_truncated_corrupt_and_bad_options_are_clear_errors(trained)
         codec.decompress(data, sampling_steps=0)
     with pytest.raises(ValueError, match="seed"):
         codec.compress(skimage.data.coffee()[:64, :64], seed=0)
+
+
+def test_work_a_file_can_ask_for_is_bounded(trained):
+    """Fuzz regression (issue 16's long run: a header asking for 10,000 sampler steps decoded for > 20 s): a file's
+    own default is at most conditional.MAX_FILE_STEPS steps; above that the file is refused before any decoding,
+    while a user may still choose up to the option's maximum explicitly."""
+    _, _, codec = trained
+    f = fuzz.parse_raw(codec.compress(skimage.data.coffee()[:64, :64]))
+    for steps in (conditional.MAX_FILE_STEPS + 1, 10_000, 2**32, 2**62):
+        f.meta = bytes([conditional.META_VERSION]) + write_varint(steps) + write_varint(1000)
+        out = fuzz.run_case(codec.decompress, f"steps={steps}", fuzz.raw_pack(f), timeout_s=20.0)
+        assert (out.status, out.error) == ("refused", "BitstreamError"), out
+    f.meta = bytes([conditional.META_VERSION]) + write_varint(10_000) + write_varint(1000)
+    with pytest.raises(bitstream.BitstreamError, match="asks for 10000 sampler steps, more than the 1000"):
+        codec.decompress(fuzz.raw_pack(f))
+    with pytest.raises(ValueError, match="1..1000"):
+        codec.compress(skimage.data.coffee()[:64, :64], settings=conditional.DecoderSettings(steps=1001, realism=1.0))
+    top = conditional.SAMPLING_STEPS_OPTION.maximum                       # the user's explicit choice may go higher
+    assert top == 10_000 and conditional.resolve(conditional.DecoderSettings(3, 1.0), {"sampling_steps": top})[0] == top
