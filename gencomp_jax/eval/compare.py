@@ -34,6 +34,7 @@ import os
 import pathlib
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -280,6 +281,8 @@ def evaluate_entry(config, name: str, codecs, images, workdir, *, metrics, reali
     out = []
     for run_label, codec in codecs:
         files_dir = root / "files" / name / run_label
+        if files_dir.exists():   # files of an earlier evaluation (other points) must not be taken for these
+            shutil.rmtree(files_dir)
         res = evaluate.evaluate_codec(
             codec, images, name=f"{entry.label} [{run_label}]", description=f"{name}/{run_label}",
             metrics=metrics, realism=realism, options=options or None,
