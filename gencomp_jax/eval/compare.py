@@ -33,11 +33,13 @@ import math
 import os
 import pathlib
 import platform
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 import time
+import warnings
 from typing import Any, Mapping, Sequence
 
 import ml_collections
@@ -367,10 +369,21 @@ def _bd_rate(anchor: dict, curve: dict, metric: str) -> tuple[float | None, str]
     from gencomp_jax.eval import bd
 
     try:
-        return bd.bd_rate(anchor["results"]["bpp"], anchor["results"][metric],
-                          curve["results"]["bpp"], curve["results"][metric]), ""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = bd.bd_rate(*finite_points(anchor, metric), *finite_points(curve, metric))
     except (ValueError, KeyError) as e:
         return None, str(e).split(";")[0]
+    overlap = [re.search(r"only (\d+%)", str(w.message)) for w in caught]
+    return value, "; ".join(f"{m.group(1)} overlap" for m in overlap if m)
+
+
+def finite_points(curve: Mapping, metric: str) -> tuple[list[float], list[float]]:
+    """(bpp, metric) of a curve's points where both are finite: a lossless point (PSNR = inf) has no place on a
+    BD curve."""
+    pts = [(b, q) for b, q in zip(curve["results"]["bpp"], curve["results"][metric])
+           if math.isfinite(b) and math.isfinite(q)]
+    return [b for b, _ in pts], [q for _, q in pts]
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -402,8 +415,8 @@ def write_table(curves: Sequence[dict], path, *, anchor_key: str | None, targets
         elif c is anchor:
             row.append("0 % (anchor)")
         else:
-            v, _ = _bd_rate(anchor, c, "psnr-rgb")
-            row.append("—" if v is None else f"{v:+.1f} %")
+            v, why = _bd_rate(anchor, c, "psnr-rgb")
+            row.append("—" if v is None else f"{v:+.1f} %" + (f" ({why})" if why else ""))
         for key, label, unit, spec in cols:
             t = tgt.get("kid" if key == kid_key else key)
             if t is None:
@@ -504,27 +517,34 @@ def run_compare(config, workdir, *, train: bool = True, progress: bool = False, 
             c["json"] = str(path.relative_to(root))
             curves.append(c)
         summary["seconds"][f"evaluate/{name}"] = time.perf_counter() - t0
-    present = [c for c in curves if not c.get("missing")]
     for c in curves:
         if c.get("missing"):
             notes.append(f"{c['name']}: no row (not run)")
     anchor = str(config.anchor)
-    anchor_key = next((c["key"] for c in present if c.get("entry") == anchor), None)
-    kid_key, fd_key = _kid_key(features), _fd_key(features)
-    head = (f"Comparison `{summary['preset']}`: {len(images)} images of {config.eval.dataset}"
-            f"{f' (centre crops {config.eval.crop}x{config.eval.crop})' if int(config.eval.crop) else ''}; "
-            f"{summary['machine']}; {summary['date']}.\n")
-    write_table(present, root / "table.md", anchor_key=anchor_key, targets=_to_dict(config.eval.targets),
-                kid_key=kid_key, fd_key=fd_key, notes=notes, header=head)
-    write_figure(present, root / "rd.png", kid_key=kid_key, fd_key=fd_key)
     summary.update(curves=[{"name": c["name"], "key": c["key"], "json": c.get("json"), "missing": c.get("missing", False)}
                            for c in curves],
                    images=[n for n, _ in images], notes=notes, table="table.md", figure="rd.png",
-                   kid_key=kid_key, fd_key=fd_key, anchor=anchor_key)
+                   kid_key=_kid_key(features), fd_key=_fd_key(features),
+                   anchor=next((c["key"] for c in curves if c.get("entry") == anchor), None),
+                   dataset=f"{len(images)} images of {config.eval.dataset}"
+                           f"{f' (centre crops {config.eval.crop}x{config.eval.crop})' if int(config.eval.crop) else ''}")
     summary["seconds"]["total"] = time.perf_counter() - t_start
     (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_report(config, root)
     log((root / "table.md").read_text())
     return summary
+
+
+def write_report(config, workdir) -> None:
+    """(Re)writes table.md and rd.png from summary.json and results/*.json (no evaluation; `--emit report`)."""
+    root = pathlib.Path(workdir)
+    summary = json.loads((root / "summary.json").read_text())
+    curves = [dict(results_lib.load_results(root / c["json"]), key=c["key"])
+              for c in summary["curves"] if not c["missing"]]
+    head = f"Comparison `{summary['preset']}`: {summary.get('dataset', '')}; {summary['machine']}; {summary['date']}.\n"
+    write_table(curves, root / "table.md", anchor_key=summary["anchor"], targets=_to_dict(config.eval.targets),
+                kid_key=summary["kid_key"], fd_key=summary["fd_key"], notes=summary["notes"], header=head)
+    write_figure(curves, root / "rd.png", kid_key=summary["kid_key"], fd_key=summary["fd_key"])
 
 
 # ------------------------------------------------------------------------------------------ emit
