@@ -272,17 +272,17 @@ def _block_size(log2_n: int, dim: int, block_elems: int) -> int:
     return min(b, 1 << log2_n)
 
 
-def _search(skd, akd, mu_rows, log2_n, num_blocks, block: int):
-    """Finite-N PFR of G chunks at once: key data skd, akd uint32 [G, 2], mu_rows float32 [G, D] (padding:
-    0), N = 2**log2_n (traced int) candidates each, scored in num_blocks blocks of `block` -> int32 [G]."""
-    g, width = mu_rows.shape
+def _search(akd, logw_fn, log2_n, num_blocks, block: int):
+    """Finite-N PFR of G chunks at once: arrival key data akd uint32 [G, 2]; logw_fn(start) -> float32
+    [G, block], log(q/p) (up to a per-chunk constant) of candidates start .. start + block - 1 of each chunk;
+    N = 2**log2_n (may be traced) candidates each, scored in num_blocks blocks of `block` -> int32 [G]."""
+    g = akd.shape[0]
     nf = jnp.exp2(jnp.asarray(log2_n).astype(jnp.float32))
 
     def body(b, s):
         t0, best, best_i = s
         start = b.astype(jnp.uint32) * jnp.uint32(block)
-        z = jax.vmap(lambda kd: _candidate_rows(kd, start, block, width))(skd)
-        logw = jnp.einsum("gbd,gd->gb", z, mu_rows)  # log(q/p) up to a per-chunk constant
+        logw = logw_fn(start)
         e = jax.vmap(lambda kd: _arrivals(kd, start, block))(akd)
         j = b.astype(jnp.float32) * block + jnp.arange(block, dtype=jnp.float32)
         ok = j < nf
@@ -297,12 +297,19 @@ def _search(skd, akd, mu_rows, log2_n, num_blocks, block: int):
     return jax.lax.fori_loop(0, num_blocks, body, init)[2]
 
 
+def _dense_logw(skd, mu_rows, block: int):
+    """logw_fn of _search for G whole chunks (sample key data skd [G, 2], mu_rows float32 [G, d])."""
+    width = mu_rows.shape[1]
+    return lambda start: jnp.einsum("gbd,gd->gb", jax.vmap(lambda kd: _candidate_rows(kd, start, block, width))(skd),
+                                    mu_rows)
+
+
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _orc_search(key, mu, log2_n, block):
     """One chunk (key, mu float [d]) with N = 2**log2_n candidates in blocks of `block` -> int32 index."""
     skd, akd = _key_words(_sample_key(key))[None], _key_words(_arrival_key(key))[None]
     n_blocks = max(1, (1 << log2_n) // block)
-    return _search(skd, akd, jnp.asarray(mu, jnp.float32)[None], log2_n, n_blocks, block)[0]
+    return _search(akd, _dense_logw(skd, jnp.asarray(mu, jnp.float32)[None], block), log2_n, n_blocks, block)[0]
 
 
 def pfr_gaussian_chunk_encode(key: jax.Array, mu, log2_candidates: int, *, block_elems: int = _BLOCK_ELEMS) -> int:
@@ -487,25 +494,12 @@ def _search_rows(step_key, mu_rows, chunk, pair, log2_n, num_blocks, *, block: i
     r = mu_rows.shape[0]
     skd, akd = _chunk_key_words(step_key, 0, r)
     skd_rows = skd[chunk]
-    nf = jnp.exp2(log2_n.astype(jnp.float32))
 
-    def body(b, s):
-        t0, best, best_i = s
-        start = b.astype(jnp.uint32) * jnp.uint32(block)
+    def logw_fn(start):
         z = jax.vmap(lambda kd, p: _row_candidates(kd, start, block, p))(skd_rows, pair)     # [R, block, _ROW]
-        logw = jax.ops.segment_sum(jnp.einsum("rbd,rd->rb", z, mu_rows), chunk, num_segments=r)  # [chunks, block]
-        e = jax.vmap(lambda kd: _arrivals(kd, start, block))(akd)
-        j = b.astype(jnp.float32) * block + jnp.arange(block, dtype=jnp.float32)
-        ok = j < nf
-        t = t0[:, None] + jnp.cumsum(jnp.where(ok, e / jnp.where(ok, nf - j, 1.0), 0.0), axis=1)  # Renyi
-        score = jnp.where(ok, jnp.log(t) - logw, jnp.inf)
-        jb = jnp.argmin(score, axis=1)
-        sb = jnp.take_along_axis(score, jb[:, None], 1)[:, 0]
-        better = sb < best
-        return t[:, -1], jnp.where(better, sb, best), jnp.where(better, b * block + jb.astype(jnp.int32), best_i)
+        return jax.ops.segment_sum(jnp.einsum("rbd,rd->rb", z, mu_rows), chunk, num_segments=r)  # [chunks, block]
 
-    init = (jnp.zeros(r, jnp.float32), jnp.full(r, jnp.inf, jnp.float32), jnp.zeros(r, jnp.int32))
-    return jax.lax.fori_loop(0, num_blocks, body, init)[2]
+    return _search(akd, logw_fn, log2_n, num_blocks, block)
 
 
 @jax.jit

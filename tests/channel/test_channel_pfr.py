@@ -133,8 +133,8 @@ def _pfr_indices(kl_bits, log2_n, n, seed):
     mu = jnp.full((n, 1), math.sqrt(2 * kl_bits * math.log(2)), jnp.float32)
     skd, akd = pfr._chunk_key_words(SharedRandomness(seed).key(PURPOSE_PFR, 0), np.uint32(0), n)
     block = pfr._block_size(log2_n, n, 2**21)
-    return np.asarray(jax.jit(pfr._search, static_argnums=(3, 4, 5))(skd, akd, mu, log2_n, (1 << log2_n) // block,
-                                                                        block)).astype(np.int64)
+    search = jax.jit(lambda s, a, m: pfr._search(a, pfr._dense_logw(s, m, block), log2_n, (1 << log2_n) // block, block))
+    return np.asarray(search(skd, akd, mu)).astype(np.int64)
 
 
 @pytest.mark.parametrize("kl", [0.5, 2.0, 4.0])
