@@ -7,7 +7,10 @@ import pytest
 
 from gencomp_jax.config_utils import load_config
 
-CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
+# configs/compare.py is a comparison plan (a list of methods with their own configs), not a training config:
+# tests/eval/test_compare.py builds every preset's plan.
+CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py")
+                 if p.stem != "compare")
 PRESETS = {
     "hyperprior": ["runlocal", "gpu", "quality=1", "quality=8", "runlocal,lmbda=0.01,steps=7"],
     "mean_scale": ["runlocal", "gpu", "quality=5", "runlocal,quality=5"],
