@@ -33,7 +33,6 @@ import json
 import math
 import os
 import pathlib
-import platform
 import pstats
 import sys
 import time
@@ -45,6 +44,7 @@ from scipy import stats
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from _machine import describe, machine_info  # noqa: E402
 
 from gencomp_jax import registry  # noqa: E402
 from gencomp_jax.channel import index_coding, pfr  # noqa: E402
@@ -56,16 +56,6 @@ from gencomp_jax.theory import gaussian  # noqa: E402
 MU = np.array([0.5, -0.3], np.float32)
 COV = np.array([[1.0, 0.3], [0.3, 0.5]], np.float32)
 ALPHA_SIGMA = schedules.get_alpha_sigma("linear")
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _source(n, seed):
@@ -300,7 +290,7 @@ def main():
                     help="KEY=VALUE overrides of config.model.diffc for the image codec (repeatable), e.g. "
                          "max_chunk_bits=12, chunking=diffc, num_steps=15, end=400")
     args = ap.parse_args()
-    res = dict(cpu=_cpu(), cores=os.cpu_count(), jax=jax.__version__, backend=jax.default_backend(),
+    res = dict(cpu=describe(machine_info(jax=False)), cores=os.cpu_count(), jax=jax.__version__, backend=jax.default_backend(),
                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                load_average=os.getloadavg()[0])
     if not args.skip_gaussian:

@@ -26,12 +26,13 @@ import json
 import math
 import os
 import pathlib
-import platform
 import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _machine import describe, machine_info  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -50,16 +51,6 @@ def _crops(dataset, limit, crop):
 def _psnr(a, b):
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _load_diffc(workdir, preset, overrides):
@@ -152,7 +143,7 @@ def main(argv=None):
     out_dir = pathlib.Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = {"command": " ".join([pathlib.Path(sys.argv[0]).name] + sys.argv[1:]) if argv is None else argv,
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": _cpu(), "cores": os.cpu_count(),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": describe(machine_info(jax=False)), "cores": os.cpu_count(),
            "load_average_start": os.getloadavg()[0], "workdir": args.workdir, "uqdm_workdir": args.uqdm_workdir,
            "dataset": args.dataset, "images": [n for n, _ in crops], "crop": args.crop,
            "settings": dict(codec.settings), "reconstruction_steps": args.reconstruction_steps}

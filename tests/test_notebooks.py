@@ -85,7 +85,8 @@ def test_notebook_has_one_parameters_cell_and_colab_setup():
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
 
 
-def test_quickstart_notebook_runs_and_writes_consistent_files(tmp_path, monkeypatch):
+def kernel_environment(tmp_path, monkeypatch) -> None:
+    """The environment a test kernel starts in: this interpreter's kernelspec, the compile cache, quiet TF."""
     monkeypatch.setenv("JUPYTER_PATH", str(_write_kernelspec(tmp_path / "jupyter")))
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", os.environ.get("JAX_COMPILATION_CACHE_DIR",
                                                                    str(REPO / ".jax_cache")))
@@ -95,6 +96,10 @@ def test_quickstart_notebook_runs_and_writes_consistent_files(tmp_path, monkeypa
     # Speed only (see module docstring): non-partitionable threefry compiles ~5x faster on XLA:CPU.
     monkeypatch.setenv("JAX_THREEFRY_PARTITIONABLE", "0")
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend shows the figures
+
+
+def test_quickstart_notebook_runs_and_writes_consistent_files(tmp_path, monkeypatch):
+    kernel_environment(tmp_path, monkeypatch)
 
     out_dir = tmp_path / "out"
     nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -10,14 +10,13 @@ the summary JSON each notebook wrote and that its figures were shown.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.test_notebooks import KERNEL, REPO, _write_kernelspec
+from tests.test_notebooks import KERNEL, REPO, kernel_environment
 
 NOTEBOOKS = REPO / "notebooks"
 
@@ -31,14 +30,7 @@ SMALL = {
 
 
 def _run(name: str, tmp_path, monkeypatch) -> tuple[nbformat.NotebookNode, pathlib.Path]:
-    monkeypatch.setenv("JUPYTER_PATH", str(_write_kernelspec(tmp_path / "jupyter")))
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", os.environ.get("JAX_COMPILATION_CACHE_DIR",
-                                                                   str(REPO / ".jax_cache")))
-    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
-                       os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5"))
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    monkeypatch.setenv("JAX_THREEFRY_PARTITIONABLE", "0")
-    monkeypatch.delenv("MPLBACKEND", raising=False)
+    kernel_environment(tmp_path, monkeypatch)
     out_dir = tmp_path / "out"
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     idx = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
