@@ -68,7 +68,7 @@ def test_theory_notebook_asserts_every_claim(tmp_path, monkeypatch):
     assert abs(s["ode_vs_sde"]["gain_db"][-1] - 3.01) < 0.5
     u = s["uqdm_nelbo_not_monotone"]["uqdm_bits"]
     assert min(u) < u[0] and min(u) < u[-1]
-    assert _figures(nb) >= 9
+    assert _figures(nb) >= 8  # one per claim; the lossless claim is a number, not a plot
 
 
 def test_progressive_notebook_decodes_every_prefix(tmp_path, monkeypatch):

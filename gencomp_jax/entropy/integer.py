@@ -140,13 +140,15 @@ def _boundaries(num_scales: int, lo: float, hi: float, rule: str) -> tuple:
 @functools.lru_cache(maxsize=256)
 def thresholds(num_scales: int, lo: float, hi: float, rule: str, unit_exponent: int) -> np.ndarray:
     """int64 [S - 1]: T_i = floor(boundary_i * 2^u) + 1, the smallest accumulator (in units 2^-u)
-    whose scale gets index i + 1 or more. Exact (decimal arithmetic); cached."""
+    whose scale gets index i + 1 or more. Exact (decimal arithmetic); cached. A threshold beyond 2^62 is
+    stored as 2^62: accumulators stay below 2^52, so it is never reached either way (a small network output
+    makes the encoder pick a large exponent u, and hi * 2^u would not fit in int64)."""
     if rule not in ("nearest", "ceil"):
         raise ValueError(f"scale rule {rule!r}; use 'nearest' or 'ceil'.")
     with decimal.localcontext() as ctx:
         ctx.prec = _DIGITS
         scale = decimal.Decimal(2) ** unit_exponent
-        out = np.array([int((b * scale).to_integral_value(rounding=decimal.ROUND_FLOOR)) + 1
+        out = np.array([min(int((b * scale).to_integral_value(rounding=decimal.ROUND_FLOOR)) + 1, 2 ** 62)
                         for b in _boundaries(num_scales, lo, hi, rule)], np.int64)
     out.setflags(write=False)
     return out

@@ -169,3 +169,13 @@ def test_integer_file_round_trip_in_a_second_process_and_old_float_files(tmp_pat
     bad = bitstream.pack(h, [segs[0], bytes([255]) + segs[1][1:]])
     with pytest.raises(bitstream.BitstreamError, match="exponents"):
         codec.decompress(bad)
+
+
+def test_thresholds_at_a_large_unit_exponent_saturate_instead_of_overflowing():
+    """A near-zero h_s output (an untrained model) makes the encoder choose a large exponent u; hi * 2^u then
+    exceeds int64 (a CLI evaluation crashed with OverflowError at u = 56). Thresholds beyond 2^62 saturate
+    there, which no accumulator (< 2^52) reaches, so the indexes are those of the exact thresholds."""
+    t = integer.thresholds(256, 0.11, 256.0, "nearest", 56)
+    assert t.dtype == np.int64 and t[-1] == 2 ** 62 and np.all(np.diff(t) >= 0)
+    acc = np.array([0, 2 ** 40, 2 ** 51], np.int64)  # scales 2^-56, 2^-16, 2^-5: all below lo = 0.11
+    assert list(np.searchsorted(t, acc, side="right")) == [0, 0, 0]
