@@ -221,7 +221,10 @@ class TrainIterator:
             # grain <= 0.2.18 reads an absl flag when it starts workers and fails in programs that do
             # not parse absl flags (pytest, notebooks): google/grain issue 1355. Defaults are parsed flags.
             flags.FLAGS.mark_as_parsed()
-        return ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=1)).mp_prefetch(
+        # num_threads=0: each worker reads, crops and batches in its own main thread, one core's work per
+        # process; a reading thread beside it made one worker use ~1.1 cores, so workers contended on a host
+        # with as many cores as workers (benchmarks/input.py).
+        return ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)).mp_prefetch(
             grain.MultiprocessingOptions(num_workers=self.workers,
                                          per_worker_buffer_size=max(1, self.prefetch)))
 
