@@ -30,9 +30,6 @@ from gencomp_jax.diffusion import schedules
 from gencomp_jax.entropy.varint import write_varint
 from gencomp_jax.theory import gaussian
 
-# one xdist worker runs this module, so its module-scoped trained fixtures are built once, not per worker
-pytestmark = pytest.mark.xdist_group("diffc")
-
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MU = np.array([0.5, -0.3], np.float32)
 COV = np.array([[1.0, 0.3], [0.3, 0.5]], np.float32)

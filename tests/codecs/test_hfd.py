@@ -15,9 +15,6 @@ from gencomp_jax.codecs import bitstream, conditional, hfd, ntc
 from gencomp_jax.codecs.base import Codec, OptionError
 from tests.codecs.generative_helpers import check_file_errors, crops, decode_in_fresh_process, trained_codec
 
-# one xdist worker runs this module, so its module-scoped trained fixtures are built once, not per worker
-pytestmark = pytest.mark.xdist_group("hfd")
-
 NET = dict(arch="unet", ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_levels=(), mid_attention=False, norm_groups=4)
 
 

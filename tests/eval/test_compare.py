@@ -27,9 +27,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# one xdist worker runs this module, so its module-scoped trained fixtures are built once, not per worker
-pytestmark = pytest.mark.xdist_group("compare_tiny")
-
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
