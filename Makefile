@@ -39,7 +39,7 @@ lock:
 	@echo "wrote constraints.txt; now check it: make clean test"
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=25 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25 tests
 
 # Trains the runlocal hyperprior at two rates on scikit-image's photos, evaluates both on Kodak with
 # real files, writes demo_out/rd.json (+ per-run JSON and per-image CSV) and demo_out/rd.png.
