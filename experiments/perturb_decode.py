@@ -6,15 +6,24 @@
 "hyperprior_float" the same model with the float path (integer=False), for comparison.
 
 The encoder (this process, default settings) writes files of tiny random-init codecs
-(gencomp_jax.codecs.fuzz.tiny_codec) for crops of scikit-image photos and decodes them as references.
+(gencomp_jax.codecs.fuzz.tiny_codec) for crops of scikit-image photos and decodes them as references;
+with --checkpoint, of that trained codec (hyperprior/hyperprior_float: the same trained weights on the
+integer and the float path), and with --dataset (e.g. kodak), of every image of that set:
+
+    python experiments/perturb_decode.py --codecs hyperprior,hyperprior_float --checkpoint runs/hp \
+        --dataset kodak --out perturb_kodak.json
+
 Each variant then decodes the same files in a fresh process with other settings (thread count, XLA
 fast math, default matmul precision, batched device count) and classifies every file:
     same          the reference image, bit for bit
     detected      refused with bitstream.DecodeMismatchError (the segment checks did their job)
     other_error   refused with another library error
     silent_wrong  a different image without an error (what must never happen with checked files)
-Variant "ulp_noise" moves every float h_s output (the scales) of the decoder by +-1 ulp at random
-(np.nextafter), what another platform's float arithmetic does; the integer path never evaluates it.
+Variant "ulp_noise" moves every float h_s output (the scales) of the decoder by +-1 ulp at random,
+what another platform's float arithmetic does ("ulp_noise_64", "ulp_noise_4096": by 64 and 4096 ulps,
+~4e-6 and ~2.4e-4 relative, a different h_s kernel's rounding); the integer path never evaluates it.
+Variant "weights_ulp" moves every float weight of the decoder's NTC model by +-1 ulp (a float
+h_s computes other scales; the integer path converts the weights to 16-bit integers again).
 Also decodes the same segments repacked without checks (format version 1), to show what the checks
 catch. Writes one JSON object; exits 1 if a checked file was silently wrong.
 """
@@ -40,21 +49,31 @@ VARIANTS = {
     "matmul_tf32": {"JAX_DEFAULT_MATMUL_PRECISION": "tensorfloat32"},
     "4_devices": {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
     "ulp_noise": {"GENCOMP_PERTURB_ULP": "1"},
+    "ulp_noise_64": {"GENCOMP_PERTURB_ULP": "64"},
+    "ulp_noise_4096": {"GENCOMP_PERTURB_ULP": "4096"},
+    "weights_ulp": {"GENCOMP_PERTURB_WEIGHTS_ULP": "1"},
 }
 
 
-def _codec(name: str, params=None):
-    """fuzz.tiny_codec(name); "hyperprior_float": the hyperprior with float entropy parameters."""
+def _codec(name: str, params=None, checkpoint: str = ""):
+    """fuzz.tiny_codec(name), or the codec of `checkpoint`; "hyperprior_float": the hyperprior with
+    float entropy parameters, "hyperprior": with integer ones."""
     from gencomp_jax.codecs import fuzz, ntc
+    from gencomp_jax.eval.loading import load_codec
 
-    if name != "hyperprior_float":
+    if checkpoint:
+        c = load_codec(checkpoint)
+        if name not in ("hyperprior", "hyperprior_float"):
+            return c
+    elif name != "hyperprior_float":
         return fuzz.tiny_codec(name, params=params)
-    c = fuzz.tiny_codec("hyperprior", params=params)
-    return ntc.NTCCodec(c.model, c.params, integer=False)
+    else:
+        c = fuzz.tiny_codec("hyperprior", params=params)
+    return ntc.NTCCodec(c.model, c.params, integer=name == "hyperprior")
 
 
-def _add_ulp_noise(codec) -> None:
-    """Decoder-side +-1 ulp on the float entropy-parameter path's scales (NTC codecs only)."""
+def _add_ulp_noise(codec, ulps: int = 1) -> None:
+    """Decoder-side +-`ulps` ulp on the float entropy-parameter path's scales (NTC codecs only)."""
     import numpy as np
 
     latent = getattr(codec, "latent", None)
@@ -65,8 +84,26 @@ def _add_ulp_noise(codec) -> None:
     def fn(*args):
         mean, scale = original(*args)
         s = np.asarray(scale)
-        return mean, np.nextafter(s, np.where(rng.random(s.shape) < 0.5, np.inf, -np.inf)).astype(np.float32)
+        sign = np.where(rng.random(s.shape) < 0.5, 1.0, -1.0).astype(np.float32)
+        return mean, (s + sign * np.float32(ulps) * np.spacing(s)).astype(np.float32)
     latent._params_fn = fn
+
+
+def _weights_ulp(codec):
+    """The NTC codec with every float weight moved +-1 ulp at random (np.nextafter)."""
+    import jax
+    import numpy as np
+
+    from gencomp_jax.codecs import ntc
+
+    rng = np.random.default_rng(1)
+
+    def move(a):
+        a = np.asarray(a)
+        if not np.issubdtype(a.dtype, np.floating):
+            return a
+        return np.nextafter(a, np.where(rng.random(a.shape) < 0.5, np.inf, -np.inf)).astype(a.dtype)
+    return ntc.NTCCodec(codec.model, jax.tree_util.tree_map(move, codec.params), integer=codec.latent.integer)
 
 
 def _crops(n: int, size: int):
@@ -83,19 +120,31 @@ def _crops(n: int, size: int):
     return out
 
 
-def encode(workdir: str, codecs: list[str], n: int) -> None:
+def _images(name: str, n: int, dataset: str):
+    if not dataset:
+        return _crops(n, 32 if name == "uqdm" else 64)
+    from gencomp_jax.eval.loading import load_eval_set
+
+    return [im for _, im in load_eval_set(dataset, limit=n or None)]
+
+
+def encode(workdir: str, codecs: list[str], n: int, checkpoint: str = "", dataset: str = "") -> int:
+    """Writes the files and reference decodes; returns the number of images."""
     import flax.serialization
     import numpy as np
 
     from gencomp_jax.codecs import bitstream
 
+    count = 0
     for name in codecs:
-        codec = _codec(name)
+        codec = _codec(name, checkpoint=checkpoint)
         d = os.path.join(workdir, name)
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "params.msgpack"), "wb") as fh:
             fh.write(flax.serialization.to_bytes(codec.params))
-        for k, im in enumerate(_crops(n, 32 if name == "uqdm" else 64)):
+        images = _images(name, n, dataset)
+        count = len(images)
+        for k, im in enumerate(images):
             data = codec.compress(im)
             header, segs = bitstream.unpack(data)
             plain = bitstream.pack(dataclasses.replace(header, checks=()), segs)
@@ -103,9 +152,10 @@ def encode(workdir: str, codecs: list[str], n: int) -> None:
                 with open(os.path.join(d, f"{k}.{tag}.gcz"), "wb") as fh:
                     fh.write(f)
             np.save(os.path.join(d, f"{k}.ref.npy"), codec.decompress(data))
+    return count
 
 
-def decode(workdir: str, codecs: list[str], n: int) -> dict:
+def decode(workdir: str, codecs: list[str], n: int, checkpoint: str = "") -> dict:
     import flax.serialization
     import numpy as np
 
@@ -114,13 +164,18 @@ def decode(workdir: str, codecs: list[str], n: int) -> dict:
     result = {}
     for name in codecs:
         d = os.path.join(workdir, name)
-        config = fuzz.tiny_config("hyperprior" if name == "hyperprior_float" else name)
-        template = fuzz.tiny_params(config)
-        with open(os.path.join(d, "params.msgpack"), "rb") as fh:
-            params = flax.serialization.from_bytes(template, fh.read())
-        codec = _codec(name, params=params)
+        if checkpoint:
+            codec = _codec(name, checkpoint=checkpoint)
+        else:
+            config = fuzz.tiny_config("hyperprior" if name == "hyperprior_float" else name)
+            template = fuzz.tiny_params(config)
+            with open(os.path.join(d, "params.msgpack"), "rb") as fh:
+                params = flax.serialization.from_bytes(template, fh.read())
+            codec = _codec(name, params=params)
+        if os.environ.get("GENCOMP_PERTURB_WEIGHTS_ULP") and hasattr(codec, "latent"):
+            codec = _weights_ulp(codec)
         if os.environ.get("GENCOMP_PERTURB_ULP"):
-            _add_ulp_noise(codec)
+            _add_ulp_noise(codec, int(os.environ["GENCOMP_PERTURB_ULP"]))
         counts = {tag: {"same": 0, "detected": 0, "other_error": 0, "silent_wrong": 0} for tag in ("checked", "plain")}
         for k in range(n):
             ref = np.load(os.path.join(d, f"{k}.ref.npy"))
@@ -141,23 +196,27 @@ def decode(workdir: str, codecs: list[str], n: int) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--codecs", default="hyperprior,hyperprior_float,mean_scale,uqdm")
-    p.add_argument("--images", type=int, default=8)
+    p.add_argument("--images", type=int, default=8, help="number of images (with --dataset: 0 = all)")
+    p.add_argument("--checkpoint", default="", help="a trained codec's workdir (default: tiny random-init codecs)")
+    p.add_argument("--dataset", default="", help="evaluation set (kodak, a folder, ...) instead of photo crops")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--out", default="perturb_decode.json")
     p.add_argument("--decode-only", default="", help=argparse.SUPPRESS)  # child mode: the workdir
     args = p.parse_args(argv)
     codecs = [c for c in args.codecs.split(",") if c]
     if args.decode_only:
-        print(json.dumps(decode(args.decode_only, codecs, args.images)))
+        print(json.dumps(decode(args.decode_only, codecs, args.images, args.checkpoint)))
         return 0
     workdir = tempfile.mkdtemp(prefix="gencomp_perturb_")
-    encode(workdir, codecs, args.images)
-    report = {"images": args.images, "variants": {}}
+    n = encode(workdir, codecs, args.images, args.checkpoint, args.dataset)
+    report = {"images": n, "checkpoint": args.checkpoint, "dataset": args.dataset or "skimage crops",
+              "variants": {}}
     bad = False
     for v in args.variants.split(","):
         env = {**os.environ, **VARIANTS[v]}
-        out = subprocess.run([sys.executable, __file__, "--codecs", args.codecs, "--images", str(args.images),
-                              "--decode-only", workdir], capture_output=True, text=True, env=env)
+        out = subprocess.run([sys.executable, __file__, "--codecs", args.codecs, "--images", str(n),
+                              "--checkpoint", args.checkpoint, "--decode-only", workdir],
+                             capture_output=True, text=True, env=env)
         if out.returncode:
             report["variants"][v] = {"error": out.stderr[-2000:]}
             continue

@@ -398,8 +398,12 @@ def summarize(outcomes: list[Outcome]) -> dict:
     """Counts per status and per (kind, status), the slowest case, peak memory and the failures."""
     by_status = collections.Counter(o.status for o in outcomes)
     by_kind = collections.Counter(f"{o.kind}:{o.status}" for o in outcomes)
+    seconds_by_kind = collections.defaultdict(float)
+    for o in outcomes:
+        seconds_by_kind[o.kind] += o.seconds
     bad = [dataclasses.asdict(o) for o in outcomes if o.status in ("crash", "hang", "died")]
     return {"cases": len(outcomes), "status": dict(by_status), "by_kind": dict(sorted(by_kind.items())),
+            "seconds_by_kind": {k: round(v, 1) for k, v in sorted(seconds_by_kind.items())},
             "max_seconds": max((o.seconds for o in outcomes), default=0.0),
             "peak_rss_mb": max((o.maxrss_mb for o in outcomes), default=0.0),
             "failures": bad[:20], "num_failures": len(bad)}
