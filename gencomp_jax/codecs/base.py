@@ -99,6 +99,10 @@ class ProgressiveCodec(Codec, Protocol):
                                           (bitstream.prefix); decompress(truncate(d, steps=k)) ==
                                           decompress(d, steps=k). Evaluation measures bpp of a rate
                                           point from these bytes.
+    Optional pair (codecs/progressive.py has both), used by evaluation to estimate every rate point
+    from one encoding pass instead of one estimate_bits forward pass per point:
+      compress_with_bits(image) -> (bytes, step bits)   the file and the ideal bits of each step
+      bits_at(step_bits, **options) -> float           the estimate of one rate point from them
     """
 
     def truncate(self, data: bytes, *, steps: int | None = None) -> bytes: ...

@@ -27,8 +27,8 @@ Rate points (the contract of gencomp_jax/codecs/base.py):
   `ProgressiveCodec.truncate(data, **those options)`; they are written to their own file and decoded
   from it, so progressive decoding of truncated files is exercised for real. Every point is decoded
   with `codec.decompress(data_k, **point)` and estimated with `codec.estimate_bits(image, **point)`
-  (a progressive codec with `compress_with_bits(image) -> (file, step bits)`, codecs/progressive.py:
-  the sum of the first `steps` step bits of its one encoding pass). The image is compressed once;
+  (a progressive codec with `compress_with_bits(image) -> (file, step bits)` and `bits_at(step bits,
+  **point)`, codecs/base.py: the sum of the first `steps` step bits of its one encoding pass). The image is compressed once;
   encoding_time is the same for every point of an image.
 
 Timing: by default (`warmup=True`) the first image is compressed and decoded once before timing,
@@ -152,11 +152,11 @@ def _compress(codec, image) -> tuple[bytes, list[float] | None]:
 
 
 def _estimate_bits(codec, image, options: Mapping[str, Any], step_bits: list[float] | None) -> float:
-    """codec.estimate_bits(image, **options), or the sum of the first `steps` step bits when known."""
+    """codec.estimate_bits(image, **options), or codec.bits_at(step_bits, **options) when _compress
+    returned the step bits (a codec with compress_with_bits has bits_at: codecs/progressive.py)."""
     if step_bits is None:
         return float(codec.estimate_bits(image, **options))
-    steps = options.get("steps")
-    return float(sum(step_bits if steps is None else step_bits[:steps]))
+    return float(codec.bits_at(step_bits, **options))
 
 
 def _safe(name: str) -> str:

@@ -73,6 +73,9 @@ def test_compress_with_bits_gives_bpp_est_without_a_second_pass():
         def compress_with_bits(self, image):
             return self.compress(image), [8.0 * len(s) for s in self._segments(image)]
 
+        def bits_at(self, step_bits, *, steps=None):
+            return sum(step_bits[:steps])
+
         def estimate_bits(self, image, **options):
             raise AssertionError("evaluation must use the step bits of compress_with_bits")
 
