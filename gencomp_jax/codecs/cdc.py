@@ -190,7 +190,11 @@ class CDCCodec:
                                            f"{len(segments)}.")
         if not header.seed:
             raise bitstream.BitstreamError("The CDC file has no decoder seed in its header (corrupted file?).")
-        steps, realism, _ = conditional.resolve(conditional.DecoderSettings.from_meta(header.meta, CODEC_NAME), opts)
+        file_settings = conditional.DecoderSettings.from_meta(header.meta, CODEC_NAME)
+        if file_settings.stage1_integer:   # CDC's mean-scale latent has no integer path: not a file CDC wrote
+            raise bitstream.BitstreamError("The cdc file's settings declare integer stage-1 entropy parameters, which "
+                                           "CDC never writes: the file is corrupted or not a CDC file.")
+        steps, realism, _ = conditional.resolve(file_settings, opts)
         h, w, _ = header.image_shape
         y_hat = self.latent.decode(segments, self.latent_shape(header.image_shape), header=header)
         k_init, k_sampler = conditional.decoder_keys(header.seed)

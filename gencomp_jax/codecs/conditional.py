@@ -13,6 +13,8 @@ Realism (review Eq. 17, p = 1 - gamma / gamma*): X_hat(p) = (1 - p) X* + p X_hat
 sample of P(X | Y) and X* the codec's MMSE estimate (theory.gaussian.realism_interpolation).
 
 Meta bytes (version 1): [1] + varint(default sampling steps) + varint(round(1000 * default realism)).
+Version 2 (files whose stage-1 segments use the integer entropy-parameter path, codecs/latent.py): [2] + the
+same two varints + varint(flags), flags bit 0 = stage-1 integer path. Version-1 files read as flags = 0.
 
 Bounded work: a file's own default is at most MAX_FILE_STEPS = 1000 sampler steps (the encoder refuses to write
 more, the decoder refuses a file that asks for more: a hostile header asked for 10,000 steps, minutes of
@@ -34,7 +36,7 @@ from gencomp_jax.codecs import bitstream
 from gencomp_jax.codecs.base import DecodeOption
 from gencomp_jax.entropy.varint import VarintError, read_varint, write_varint
 
-META_VERSION = 1
+META_VERSION = 2               # the newest meta version (module docstring)
 MAX_FILE_STEPS = 1000          # the most sampler steps a file's own settings may ask for (see module docstring)
 
 REALISM_OPTION = DecodeOption(
@@ -55,6 +57,7 @@ class DecoderSettings:
 
     steps: int
     realism: float
+    stage1_integer: bool = False   # how the encoder wrote the stage-1 segments (set by the codec, not a user knob)
 
     def __post_init__(self):
         if not (isinstance(self.steps, int) and 1 <= self.steps <= MAX_FILE_STEPS):
@@ -64,7 +67,10 @@ class DecoderSettings:
             raise ValueError(f"realism must be in [0, 1], got {self.realism!r}.")
 
     def to_meta(self) -> bytes:
-        return bytes([META_VERSION]) + write_varint(self.steps) + write_varint(int(round(1000 * self.realism)))
+        body = write_varint(self.steps) + write_varint(int(round(1000 * self.realism)))
+        if not self.stage1_integer:   # version 1: the bytes of every file written before version 2
+            return bytes([1]) + body
+        return bytes([META_VERSION]) + body + write_varint(1)
 
     @classmethod
     def from_meta(cls, meta: bytes, codec: str) -> "DecoderSettings":
@@ -72,10 +78,15 @@ class DecoderSettings:
             return bitstream.BitstreamError(f"The {codec} file's decoder settings are unreadable ({why}); the file "
                                             "is corrupted or was written by another version.")
         try:
-            if not meta or meta[0] != META_VERSION:
+            if not meta or meta[0] not in (1, META_VERSION):
                 raise VarintError("unknown version")
             steps, pos = read_varint(meta, 1)
             realism, pos = read_varint(meta, pos)
+            flags = 0
+            if meta[0] == 2:
+                flags, pos = read_varint(meta, pos)
+                if flags not in (0, 1):
+                    raise VarintError(f"unknown flags {flags}")
             if pos != len(meta):
                 raise VarintError("trailing bytes")
         except (VarintError, IndexError) as e:
@@ -85,7 +96,7 @@ class DecoderSettings:
                 f"The {codec} file asks for {steps} sampler steps, more than the {MAX_FILE_STEPS} a file may ask for: "
                 "it is corrupted or hostile, refused. (More steps are the decoder's own choice: sampling_steps=N.)")
         try:
-            return cls(steps=steps, realism=realism / 1000.0)
+            return cls(steps=steps, realism=realism / 1000.0, stage1_integer=bool(flags))
         except ValueError as e:
             raise unreadable(e) from None
 

@@ -17,12 +17,16 @@ Stage 1 is never trained by the stage-2 loss (its reconstruction enters stage 2 
     the decoder learning on its current reconstructions (one command for small experiments and tests).
 
 The file (codec "hfd", id 5) = the NTC file's two segments [z, y] + decoder settings (meta) + the seed of
-the decoder noise (codecs/conditional.py). decompress(data, realism=p, sampling_steps=n, preview=False):
+the decoder noise (codecs/conditional.py). A scale-hyperprior stage 1 writes its segments with integer entropy
+parameters (codecs/latent.py: the same scale indexes on every platform; meta version 2 records it;
+model.stage1.integer_entropy=False keeps the float path); files with version-1 meta decode on the float path. decompress(data, realism=p, sampling_steps=n, preview=False):
 X_hat(p) = (1 - p) Y + p X_hat_0 (Eq. 17; Y, the MSE reconstruction, is X*); preview=True or realism=0 return
 Y from the same bytes without the diffusion pass.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import functools
 
@@ -167,8 +171,10 @@ class HFDCodec:
         self.method = HFDMethod(config)
         self.params = jax.device_get(params)
         self.fingerprint = bitstream.params_fingerprint(self.params)
-        self.stage1 = ntc.NTCCodec(self.method.stage1, self.params["stage1"])
         m = config.model
+        # stage 1 writes integer entropy parameters when it can (decodes identically on every platform)
+        integer = self.method.stage1.variant == "hyperprior" and bool(_get(m.stage1, "integer_entropy", True))
+        self.stage1 = ntc.NTCCodec(self.method.stage1, self.params["stage1"], integer=integer)
         self.sampler = str(m.sampler)
         self.noise_scale = float(_get(m, "noise_scale", 1.0))
         self.settings = conditional.DecoderSettings(steps=int(m.sample_steps), realism=float(_get(m, "realism", 1.0)))
@@ -178,11 +184,10 @@ class HFDCodec:
         return [dict(p) for p in conditional.RATE_POINTS]
 
     # -- stage 1 ------------------------------------------------------------------------------------
-    def preview_float(self, header, segments) -> jnp.ndarray:
-        """Y [1, Hp, Wp, 3] (padded, on the 8-bit grid) from the stage-1 segments: what the NTC decoder gives."""
-        y_hat = self.stage1.latent.decode(segments, self.stage1.latent_shape(header.image_shape), header=header)
-        x1 = self.stage1._synthesis(self.stage1.params, jnp.asarray(y_hat[None]))   # the NTC codec's compiled g_s
-        return images.to_model(images.grid_index(x1))
+    def preview_float(self, header, segments, *, integer: bool = False) -> jnp.ndarray:
+        """Y [1, Hp, Wp, 3] (padded, on the 8-bit grid) from the stage-1 segments: what the NTC decoder gives.
+        integer: the segments use the integer entropy-parameter path (the file's decoder settings say)."""
+        return images.to_model(images.grid_index(self.stage1.decode_padded(header, segments, integer=integer)))
 
     # -- Codec protocol -----------------------------------------------------------------------------
     def compress(self, image, *, seed: int | None = None, settings: conditional.DecoderSettings | None = None
@@ -193,7 +198,7 @@ class HFDCodec:
         seed = conditional.check_seed(conditional.seed_for_image(image) if seed is None else seed)
         inner = self.stage1.compress(image)
         header, segments = bitstream.unpack(inner, codec=self.stage1.name, params_hash=self.stage1.fingerprint)
-        settings = settings or self.settings
+        settings = dataclasses.replace(settings or self.settings, stage1_integer=self.stage1.latent.integer)
         return bitstream.pack(bitstream.Header(codec=CODEC_NAME, params_hash=self.fingerprint,
                                                image_shape=header.image_shape, seed=seed, checks=header.checks,
                                                meta=settings.to_meta()), segments)
@@ -205,10 +210,10 @@ class HFDCodec:
             raise bitstream.BitstreamError(f"An HFD file holds 2 stage-1 segments, this one {len(segments)}.")
         if not header.seed:
             raise bitstream.BitstreamError("The HFD file has no decoder seed in its header (corrupted file?).")
-        steps, realism, preview = conditional.resolve(
-            conditional.DecoderSettings.from_meta(header.meta, CODEC_NAME), opts)
+        file_settings = conditional.DecoderSettings.from_meta(header.meta, CODEC_NAME)
+        steps, realism, preview = conditional.resolve(file_settings, opts)
         h, w, _ = header.image_shape
-        y = self.preview_float(header, segments)
+        y = self.preview_float(header, segments, integer=file_settings.stage1_integer)
         if preview or realism == 0.0:
             return images.to_uint8(y[0, :h, :w])
         k_init, k_sampler = conditional.decoder_keys(header.seed)

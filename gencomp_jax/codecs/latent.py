@@ -1,15 +1,17 @@
 """Stage 1 as a reusable codec part: entropy coding of a latent y with a hyperprior latent module.
 
-    codec = LatentCodec(latent, variables, integer=False)
+    codec = LatentCodec(latent, variables, integer=False, host_z=None)
                                               latent: a models.hyperprior latent module
                                               (HyperpriorLatent / MeanScaleLatent, any N, M);
                                               variables: its variables, {"params": {h_a, h_s, prior}};
-                                              integer: the entropy-parameter path of new codes (below)
+                                              integer: the entropy-parameter path of new codes (below);
+                                              host_z: z tables of new codes from the host (default:
+                                              = integer; below)
     codec.encode(y) -> [z_bytes, y_bytes]     y: float [h, w, M], h and w multiples of codec.stride
     codec.encode_batch(ys, checks=True) -> [(segments, (z_check, y_check))]   with the segment checks
-    codec.decode(segments, (h, w, M), header=None, integer=None) -> y_hat float32 [h, w, M]
-                                              integer: the path the code was written with (None:
-                                              the codec's own); files must record it (ntc.py: meta)
+    codec.decode(segments, (h, w, M), header=None, integer=None, host_z=None) -> y_hat float32 [h, w, M]
+                                              integer, host_z: how the code was written (None: the
+                                              codec's own); files must record it (ntc.py: meta)
     codec.bits(y) -> float                    the model's rate estimate (bits) of those segments
 
 Segments: z symbols round(z - median) coded with the factorized prior's tables (one row per
@@ -32,6 +34,14 @@ Entropy parameters, two paths (the decoder must derive exactly the encoder's sca
            the ANS stream. The model's float rate estimate (`bits`) is what training optimises; the
            integer path changes the index of ~0.1% of the elements by one step (a negligible rate change).
 The hyper analysis (y -> z) may run batched: its output is quantized and transmitted.
+
+z tables and medians, two kinds (entropy/factorized.py): the factorized prior evaluated by the jitted
+float32 module (host_z=False: float files and the first integer files, ntc.py meta 0x01), or in float64
+NumPy on the host (host_z=True: integer files from meta 0x02 on). The jitted kind can differ by an ulp on
+another platform (measured: the float32 medians of the golden model differ by 1 ulp between the two
+kinds in 3 of 4 channels), which changes z_hat and with it the integer network's input; the host kind
+does not depend on the accelerator or XLA, so the integer path is platform-independent from the bytes
+to the scale indexes.
 
 Checks (container format version 2, codecs/bitstream.py): the z segment's check is
 content_check(z symbols), the y segment's content_check(y symbols, scale indexes). A decoder given
@@ -77,26 +87,41 @@ def _compiled(latent) -> dict:
 class LatentCodec:
     """Codes latents y [h, w, M] of one latent module with fixed variables (see module docstring)."""
 
-    def __init__(self, latent, variables: Any, *, integer: bool = False):
+    def __init__(self, latent, variables: Any, *, integer: bool = False, host_z: bool | None = None):
         self.latent = latent.clone(parent=None)
         self.integer = bool(integer)
+        self.host_z = self.integer if host_z is None else bool(host_z)
         if self.integer:
             self._check_integer()
+        if self.host_z and not self.integer:
+            raise ValueError("host z tables are written with the integer path only (the float path's h_s "
+                             "depends on the platform anyway); use integer=True or host_z=False.")
         self.variables = jax.device_get(variables)
-        prior = {"params": self.variables["params"]["prior"]}
-        self._z = factorized_tables(factorized_prior(self.latent.N, getattr(self.latent, "compat", "native")),
-                                    prior)
+        self._z_kinds: dict = {}
         # compat="compressai" (converted CompressAI weights): its 64-scale table, tail mass and index rule,
         # so that files have the size of CompressAI's own bitstreams
         compressai = getattr(self.latent, "compat", "native") == "compressai"
         self._y = gc.gaussian_tables(num_scales=64, tail_mass=1e-9) if compressai else gc.gaussian_tables()
         self._scale_rule = "ceil" if compressai else "nearest"
-        self._med = jnp.asarray(self._z["medians"])
         fns = _compiled(self.latent)
         self._hyper_analysis = fns["hyper_analysis"]
         self._params_fn = fns["entropy_parameters"]  # always at batch 1
         self._forward = fns["forward"]
         self._integer_net = None
+
+    @property
+    def _med(self):
+        """The float path's z medians (jitted kind), on the device."""
+        return jnp.asarray(self.z_tables(False)["medians"])
+
+    def z_tables(self, host: bool) -> dict:
+        """The z coding tables and medians (entropy.factorized.factorized_tables) of one kind (module
+        docstring): host=False jitted float32, host=True float64 NumPy on the host."""
+        if host not in self._z_kinds:
+            self._z_kinds[host] = factorized_tables(
+                factorized_prior(self.latent.N, getattr(self.latent, "compat", "native")),
+                {"params": self.variables["params"]["prior"]}, host=host)
+        return self._z_kinds[host]
 
     @property
     def stride(self) -> int:
@@ -134,9 +159,9 @@ class LatentCodec:
         idx = gc.scale_indexes(np.asarray(scale[0]), self._y["scales"], rule=self._scale_rule)
         return np.asarray(mean[0], np.float32), idx
 
-    def _integer_indexes(self, z_sym: np.ndarray, exponents=None) -> tuple[np.ndarray, tuple]:
-        """Integer path: z symbols -> (scale indexes int64 [h, w, M], activation exponents)."""
-        return self.integer_network.indexes(z_sym, self._z["medians"], exponents)
+    def _integer_indexes(self, z_sym: np.ndarray, medians: np.ndarray, exponents=None) -> tuple[np.ndarray, tuple]:
+        """Integer path: z symbols (relative to `medians`) -> (scale indexes int64 [h, w, M], exponents)."""
+        return self.integer_network.indexes(z_sym, medians, exponents)
 
     def _split_exponents(self, y_bytes: bytes) -> tuple[tuple, bytes]:
         """Integer path: the y segment's exponent prefix and its ANS stream."""
@@ -165,18 +190,19 @@ class LatentCodec:
         ys = np.asarray(ys, np.float32)
         self._check_shape(ys.shape[1:])
         zs = np.asarray(self._hyper_analysis(self.variables, jnp.asarray(ys)))
+        zt = self.z_tables(self.host_z)
         out = []
         for y, z in zip(ys, zs):
-            z_sym = np.round(z - self._z["medians"]).astype(np.int64)
+            z_sym = np.round(z - zt["medians"]).astype(np.int64)
             prefix = b""
             if self.integer:  # mean 0 (scale hyperprior)
                 mean = np.zeros(y.shape, np.float32)
-                idx, exponents = self._integer_indexes(z_sym)
+                idx, exponents = self._integer_indexes(z_sym, zt["medians"])
                 prefix = bytes(f + 64 for f in exponents)
             else:
                 mean, idx = self._y_parameters(z_sym)
             y_sym = np.round(y - mean).astype(np.int64)
-            yt, zt = self._y, self._z
+            yt = self._y
             y_bytes = prefix + coder_lib.encode_indexed(y_sym.reshape(-1), yt["tables"], yt["offsets"],
                                                         idx.reshape(-1), lengths=yt["lengths"])
             z_bytes = coder_lib.encode_indexed(z_sym.reshape(-1), zt["tables"], zt["offsets"],
@@ -188,19 +214,21 @@ class LatentCodec:
                 out.append([z_bytes, y_bytes])
         return out
 
-    def decode_symbols(self, segments: Sequence[bytes], latent_shape, *, header=None, integer: bool | None = None
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode_symbols(self, segments: Sequence[bytes], latent_shape, *, header=None, integer: bool | None = None,
+                       host_z: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """segments -> (z symbols int64 [h/s, w/s, N], y symbols int64 [h, w, M], mean float32 [h, w, M]).
 
         header: the file's bitstream.Header; if it carries checks (segments 0 and 1 = [z, y]), the
         decoded symbols and scale indexes are verified against them (DecodeMismatchError).
-        integer: the entropy-parameter path the segments were written with (None: this codec's)."""
+        integer: the entropy-parameter path the segments were written with (None: this codec's);
+        host_z: the kind of z tables they were written with (None: this codec's)."""
         integer = self.integer if integer is None else bool(integer)
+        host_z = self.host_z if host_z is None else bool(host_z)
         h, w, m = self._check_shape(latent_shape)
         if len(segments) != NUM_SEGMENTS:
             raise ValueError(f"a latent code has {NUM_SEGMENTS} segments [z, y], got {len(segments)}.")
         z_bytes, y_bytes = segments
-        s, zt, yt = self.stride, self._z, self._y
+        s, zt, yt = self.stride, self.z_tables(host_z), self._y
         z_shape = (h // s, w // s, self.latent.N)
         checked = header is not None and bool(header.checks)
         try:
@@ -220,7 +248,7 @@ class LatentCodec:
                                                f"{type(self.latent).__name__} does not have (damaged file?)")
             exponents, y_bytes = self._split_exponents(y_bytes)
             try:
-                idx, _ = self._integer_indexes(z_sym, exponents)
+                idx, _ = self._integer_indexes(z_sym, zt["medians"], exponents)
             except ValueError as e:
                 raise bitstream.BitstreamError(f"the y segment's integer entropy parameters: {e}") from None
             mean = np.zeros(idx.shape, np.float32)
@@ -239,11 +267,11 @@ class LatentCodec:
                              what="the decoded y symbols or the scale indexes computed from z")
         return z_sym, y_sym, mean
 
-    def decode(self, segments: Sequence[bytes], latent_shape, *, header=None, integer: bool | None = None
-               ) -> np.ndarray:
-        """segments [z_bytes, y_bytes] -> y_hat = symbols + mean, float32 [h, w, M] (header, integer: see
-        decode_symbols)."""
-        _, y_sym, mean = self.decode_symbols(segments, latent_shape, header=header, integer=integer)
+    def decode(self, segments: Sequence[bytes], latent_shape, *, header=None, integer: bool | None = None,
+               host_z: bool | None = None) -> np.ndarray:
+        """segments [z_bytes, y_bytes] -> y_hat = symbols + mean, float32 [h, w, M] (header, integer, host_z:
+        see decode_symbols)."""
+        _, y_sym, mean = self.decode_symbols(segments, latent_shape, header=header, integer=integer, host_z=host_z)
         return y_sym.astype(np.float32) + mean
 
     def bits(self, y) -> float:

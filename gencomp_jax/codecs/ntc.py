@@ -13,8 +13,10 @@ File layout (codecs/bitstream.py container): the latent codec's segments [z, y],
 (format version 2: the decoder verifies its z symbols and scale indexes; version-1 files without
 checks still decode). The image is edge-padded to a multiple of the model's stride (64) for coding
 and cropped back. Header meta: b"" = float entropy parameters (every file before the integer path),
-INTEGER_META = b"\x01" = the integer path of codecs/latent.py (scale indexes identical on every
-platform). New "hyperprior" files use the integer path unless config.model.integer_entropy is False
+b"\x01" = the integer path of codecs/latent.py with the jitted float32 z tables (the first integer files),
+INTEGER_META = b"\x02" = the integer path with z tables and medians computed on the host in float64
+(codecs/latent.py: from the bytes to the scale indexes nothing depends on the platform).
+New "hyperprior" files use INTEGER_META unless config.model.integer_entropy is False
 (configs/hyperprior.py; a config without the key, e.g. an older workdir's, counts as True);
 "mean_scale" files use the float path (its config inherits the key and ignores it).
 """
@@ -86,7 +88,9 @@ def _transforms(model: NTCModel) -> dict:
             "synthesis": jax.jit(lambda p, y: model.apply(p, y, method=NTCModel.synthesis))}
 
 
-INTEGER_META = b"\x01"  # header meta of files with integer entropy parameters (module docstring)
+INTEGER_META = b"\x02"  # header meta of new files with integer entropy parameters (module docstring)
+INTEGER_META_V1 = b"\x01"  # integer entropy parameters with jitted z tables (still decoded)
+_META_PATHS = {b"": (False, False), INTEGER_META_V1: (True, False), INTEGER_META: (True, True)}  # (integer, host_z)
 
 
 class NTCCodec:
@@ -146,14 +150,22 @@ class NTCCodec:
         if len(segments) != NUM_SEGMENTS:
             raise bitstream.BitstreamError(f"{self.name} file must have {NUM_SEGMENTS} segments, "
                                            f"got {len(segments)}.")
-        if header.meta not in (b"", INTEGER_META):
+        if header.meta not in _META_PATHS:
             raise bitstream.BitstreamError(f"{self.name} file with unknown meta bytes {header.meta[:8]!r} (b'' = "
-                                           f"float, {INTEGER_META!r} = integer entropy parameters): a newer version "
-                                           "of gencomp_jax wrote it, or it is damaged.")
+                                           f"float, {INTEGER_META_V1!r} / {INTEGER_META!r} = integer entropy "
+                                           "parameters): a newer version of gencomp_jax wrote it, or it is damaged.")
         h, w, _ = header.image_shape
-        y_hat = self.latent.decode(segments, self.latent_shape(header.image_shape), header=header,
-                                   integer=header.meta == INTEGER_META)
-        return to_uint8(self._synthesis(self.params, jnp.asarray(y_hat[None]))[0, :h, :w])
+        integer, host_z = _META_PATHS[header.meta]
+        return to_uint8(self.decode_padded(header, segments, integer=integer, host_z=host_z)[0, :h, :w])
+
+    def decode_padded(self, header, segments, *, integer: bool, host_z: bool | None = None) -> jnp.ndarray:
+        """The synthesis of a file's latent segments: x [1, Hp, Wp, 3] in model space (padded image, before
+        the 8-bit grid). integer, host_z: how the segments were written (codecs/latent.py; host_z None: =
+        integer, as new files). Codecs that carry NTC segments in their own files (HFD's stage 1) decode
+        them with this."""
+        y_hat = self.latent.decode(segments, self.latent_shape(header.image_shape), header=header, integer=integer,
+                                   host_z=integer if host_z is None else host_z)
+        return self._synthesis(self.params, jnp.asarray(y_hat[None]))
 
     def estimate_bits(self, image) -> float:
         """The model's rate estimate (bits) at test time (rounded latents), padded image."""

@@ -113,22 +113,36 @@ def quantize_around(x: Array, centers: Array) -> tuple[Array, Array]:
 
 
 def factorized_tables(prior: FactorizedPrior, variables, *, tail_mass: float = 1e-6,
-                      max_length: int = 4096, precision: int = coder_lib.PRECISION) -> dict:
+                      max_length: int = 4096, precision: int = coder_lib.PRECISION, host: bool = False) -> dict:
     """Integer coding tables for z symbols v = round(z - median), one row per channel.
 
     Pure function of the parameters. Returns a dict of numpy arrays:
       medians float32 [C], tables int64 [C, K] (zero-padded), offsets int64 [C], lengths int64 [C]
     for `coder.encode_indexed(values, tables, offsets, channel_index, lengths=lengths)`. Row c covers
     the symbols whose bins hold all but `tail_mass` of the density (escapes handle the rest).
+
+    host=False: the density is evaluated by the jitted flax module in float32 (what every file before the
+    host tables used): another XLA, CPU type or a GPU can round it differently and change a table entry.
+    host=True: evaluated in float64 NumPy on the host (HostFactorizedPrior), independent of the accelerator
+    and of XLA, so that the same parameters give the same tables on every platform (the quantized pmf and
+    the float32 medians move only if a value sits within ~1e-15 of a rounding boundary).
     """
-    meds, lo_q, hi_q = _quantile_fn(prior)(variables, tail_mass)
-    meds, lo_q, hi_q = (np.asarray(a, np.float64) for a in (meds, lo_q, hi_q))
+    if host:
+        hp = HostFactorizedPrior(variables["params"] if "params" in variables else variables)
+        meds, lo_q, hi_q = hp.medians(), hp.quantiles(tail_mass / 2), hp.quantiles(1 - tail_mass / 2)
+        meds = meds.astype(np.float32).astype(np.float64)   # the symbols are relative to the float32 medians
+    else:
+        meds, lo_q, hi_q = _quantile_fn(prior)(variables, tail_mass)
+        meds, lo_q, hi_q = (np.asarray(a, np.float64) for a in (meds, lo_q, hi_q))
     offsets = np.floor(lo_q - meds).astype(np.int64)
     hi = np.ceil(hi_q - meds).astype(np.int64)
     lengths = np.minimum(hi - offsets + 2, max_length)
     k = int(lengths.max())
     grid = offsets[:, None] + np.arange(k - 1)[None, :]  # [C, K-1] symbol values
-    pmf = np.asarray(_pmf_fn(prior)(variables, jnp.asarray(grid, jnp.float32)), np.float64)
+    if host:
+        pmf = hp.pmf(grid + meds[:, None])
+    else:
+        pmf = np.asarray(_pmf_fn(prior)(variables, jnp.asarray(grid, jnp.float32)), np.float64)
     col = np.arange(k)[None, :]
     valid = col < (lengths - 1)[:, None]
     pmf = np.concatenate([pmf, np.zeros((len(pmf), 1))], axis=1) * valid
@@ -140,6 +154,64 @@ def factorized_tables(prior: FactorizedPrior, variables, *, tail_mass: float = 1
         tables[rows, :length] = coder_lib.quantize_pmf(pmf[rows, :length], precision)
     return {"medians": np.asarray(meds, np.float32), "tables": tables, "offsets": offsets,
             "lengths": lengths.astype(np.int64)}
+
+
+class HostFactorizedPrior:
+    """FactorizedPrior's density in float64 NumPy on the host, from its parameters (the same formulas:
+    Balle et al. 2018, appendix 6.1): the tables of files that must decode on every platform.
+
+    params: the prior's parameter dict (matrix{i} [C, f_out, f_in], bias{i} [C, f_out, 1], factor{i}
+    [C, f_out, 1], optionally medians [C])."""
+
+    BISECT_STEPS = 64   # 2 * 2^12 / 2^64: below float64 resolution
+
+    def __init__(self, params):
+        self.layers = []
+        i = 0
+        while f"matrix{i}" in params:
+            f = params.get(f"factor{i}")
+            self.layers.append((np.logaddexp(0.0, np.asarray(params[f"matrix{i}"], np.float64)),   # softplus
+                                np.asarray(params[f"bias{i}"], np.float64),
+                                None if f is None else np.tanh(np.asarray(f, np.float64))))
+            i += 1
+        if not self.layers:
+            raise ValueError("not a factorized prior's parameters (no matrix0)")
+        self.channels = self.layers[0][0].shape[0]
+        self.stored_medians = None if "medians" not in params else np.asarray(params["medians"], np.float64)
+
+    def logits_cdf(self, x: np.ndarray) -> np.ndarray:
+        """x [C, n] -> logits of the CDF [C, n]."""
+        logits = np.asarray(x, np.float64)[:, None, :]
+        for m, b, f in self.layers:
+            logits = np.matmul(m, logits) + b
+            if f is not None:
+                logits = logits + f * np.tanh(logits)
+        return logits[:, 0, :]
+
+    def quantiles(self, q: float) -> np.ndarray:
+        """[C] points where the CDF equals q, by bisection on the monotone CDF (as FactorizedPrior.quantiles)."""
+        target = np.log(q) - np.log1p(-q)
+        lo = np.full((self.channels, 1), -_SEARCH_RANGE)
+        hi = np.full((self.channels, 1), _SEARCH_RANGE)
+        for _ in range(self.BISECT_STEPS):
+            mid = 0.5 * (lo + hi)
+            below = self.logits_cdf(mid) < target
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        return (0.5 * (lo + hi))[:, 0]
+
+    def medians(self) -> np.ndarray:
+        return self.stored_medians if self.stored_medians is not None else self.quantiles(0.5)
+
+    def pmf(self, x: np.ndarray) -> np.ndarray:
+        """x [C, n] (absolute values, not relative to the medians) -> P(x - 1/2 < Z <= x + 1/2), >= MIN_PROB."""
+        lower, upper = self.logits_cdf(x - 0.5), self.logits_cdf(x + 0.5)
+        sign = -np.sign(lower + upper)   # far upper tails through the survival function
+        return np.maximum(np.abs(_sigmoid(sign * upper) - _sigmoid(sign * lower)), MIN_PROB)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 _CACHE: dict = {}

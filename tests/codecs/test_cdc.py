@@ -5,6 +5,7 @@ A tiny model (N=32/M=48, 8-channel 2-level UNet) is trained for a few jitted ste
 the latent's rate estimate to be calibrated; image quality is not what is tested.
 """
 
+import dataclasses
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -134,6 +135,11 @@ def test_wrong_codec_truncated_corrupt_and_bad_options_are_clear_errors(trained)
     assert hfd.CODEC_NAME == "hfd"
     with pytest.raises(bitstream.BitstreamError, match="hfd|codec"):
         codec.decompress(hfd_like)                                      # another codec's file
+    header, segs = bitstream.unpack(data)
+    integer_flag = bitstream.pack(dataclasses.replace(header, meta=conditional.DecoderSettings(
+        3, 1.0, stage1_integer=True).to_meta()), segs)                  # a flag only HFD files carry
+    with pytest.raises(bitstream.BitstreamError, match="integer stage-1"):
+        codec.decompress(integer_flag)
     ntc_config = ml_collections.ConfigDict({"method": "mean_scale", "model": {"N": 32, "M": 48, "lmbda": 0.01}})
     ntc_params = ntc.make_method(ntc_config).init(jax.random.PRNGKey(0), {"image": jnp.zeros((1, 64, 64, 3))})
     with pytest.raises(bitstream.BitstreamError, match="cdc|codec"):
@@ -154,10 +160,10 @@ def test_work_a_file_can_ask_for_is_bounded(trained):
     _, _, codec = trained
     f = fuzz.parse_raw(codec.compress(skimage.data.coffee()[:64, :64]))
     for steps in (conditional.MAX_FILE_STEPS + 1, 10_000, 2**32, 2**62):
-        f.meta = bytes([conditional.META_VERSION]) + write_varint(steps) + write_varint(1000)
+        f.meta = bytes([1]) + write_varint(steps) + write_varint(1000)
         out = fuzz.run_case(codec.decompress, f"steps={steps}", fuzz.raw_pack(f), timeout_s=20.0)
         assert (out.status, out.error) == ("refused", "BitstreamError"), out
-    f.meta = bytes([conditional.META_VERSION]) + write_varint(10_000) + write_varint(1000)
+    f.meta = bytes([1]) + write_varint(10_000) + write_varint(1000)
     with pytest.raises(bitstream.BitstreamError, match="asks for 10000 sampler steps, more than the 1000"):
         codec.decompress(fuzz.raw_pack(f))
     with pytest.raises(ValueError, match="1..1000"):

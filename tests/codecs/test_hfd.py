@@ -4,6 +4,8 @@ A tiny model (stage 1 N=32/M=48, an 8-channel 2-level UNet) is trained for a few
 enough for the stage-1 rate estimate to be calibrated; the decoder's image quality is not what is tested.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -36,11 +38,10 @@ def trained():
     return trained_codec(hfd, _config())
 
 
-def _ntc(config, params):
-    """An NTC codec of the stage-1 parameters writing float-path files, as HFD's stage 1 does (HFD files
-    carry the float entropy parameters: its header meta holds the decoder settings, not NTC's integer flag)."""
+def _ntc(config, params, integer=True):
+    """An NTC codec of the stage-1 parameters (integer entropy parameters, as HFD's stage 1 writes by default)."""
     c = ml_collections.ConfigDict({"method": "hyperprior",
-                                   "model": {"N": 32, "M": 48, "lmbda": 0.01, "integer_entropy": False}})
+                                   "model": {"N": 32, "M": 48, "lmbda": 0.01, "integer_entropy": integer}})
     return ntc.make_codec(c, params["stage1"])
 
 
@@ -56,10 +57,37 @@ def test_file_is_the_stage1_file_plus_settings_and_preview_is_its_reconstruction
     assert segs == ntc_segs                                             # same stage-1 bytes
     header = bitstream.peek(data)
     assert header.codec == "hfd" and header.seed != 0 and header.image_shape == (70, 90, 3)
-    assert len(data) - len(ntc_file) == 8 + 1 + len(header.meta)       # seed + meta (length + bytes)
+    assert bitstream.peek(ntc_file).meta == ntc.INTEGER_META and header.meta[0] == 2   # integer stage 1, recorded
+    assert conditional.DecoderSettings.from_meta(header.meta, "hfd").stage1_integer
+    assert len(data) - len(ntc_file) == 8 + len(header.meta) - len(ntc.INTEGER_META)   # seed + the other meta
     preview = codec.decompress(data, preview=True)
     np.testing.assert_array_equal(preview, stage1.decompress(ntc_file))
     np.testing.assert_array_equal(codec.decompress(data, realism=0.0), preview)   # X* = the MSE reconstruction
+
+
+def test_float_stage1_files_still_decode(trained):
+    """Files whose stage 1 used the float entropy path (all HFD files before meta version 2, and
+    model.stage1.integer_entropy=False) carry version-1 meta and decode on the float path."""
+    config, params, codec = trained
+    float_config = _config()
+    float_config.model.stage1.integer_entropy = False
+    float_codec = hfd.make_codec(float_config, params)
+    image = skimage.data.coffee()[:48, :80]
+    data = float_codec.compress(image)
+    header, segs = bitstream.unpack(data)
+    assert header.meta[0] == 1 and not conditional.DecoderSettings.from_meta(header.meta, "hfd").stage1_integer
+    float_ntc = _ntc(config, params, integer=False)
+    assert segs == bitstream.unpack(float_ntc.compress(image))[1]
+    np.testing.assert_array_equal(codec.decompress(data, preview=True), float_ntc.decompress(float_ntc.compress(image)))
+    # the same segments read as integer-path segments would be refused, never a wrong image
+    flipped = bitstream.pack(dataclasses.replace(header, meta=dataclasses.replace(
+        conditional.DecoderSettings.from_meta(header.meta, "hfd"), stage1_integer=True).to_meta()), segs)
+    try:
+        out = codec.decompress(flipped, preview=True)
+    except bitstream.BitstreamError:
+        pass
+    else:
+        np.testing.assert_array_equal(out, codec.decompress(data, preview=True))
 
 
 def test_realism_knob_interpolates_mmse_and_sample(trained):

@@ -95,7 +95,7 @@ def test_integer_indexes_agree_with_the_float_path_and_cost_almost_no_bits(laten
     rng = np.random.default_rng(2)
     z_sym = rng.integers(-6, 7, (8, 8, N))
     _, idx_f = flt._y_parameters(z_sym)
-    idx_i, _ = itg._integer_indexes(z_sym)
+    idx_i, _ = itg._integer_indexes(z_sym, itg.z_tables(True)["medians"])
     agree = np.mean(idx_i == idx_f)
     print(f"integer == float index on {agree:.5f} of {idx_f.size} elements")
     assert agree >= 0.995 and np.abs(idx_i - idx_f).max() <= 1 and len(np.unique(idx_f)) > 30

@@ -78,7 +78,7 @@ def test_round_trip_symbols_odd_size_and_rate(trained):
     z = codec.latent._hyper_analysis(codec.latent.variables, y)
     np.testing.assert_array_equal(mean, 0.0)  # scale hyperprior: y symbols are round(y)
     np.testing.assert_array_equal(y_sym, np.round(np.asarray(y[0])))
-    np.testing.assert_array_equal(z_sym, np.round(np.asarray(z[0]) - codec.latent._z["medians"]))
+    np.testing.assert_array_equal(z_sym, np.round(np.asarray(z[0]) - codec.latent.z_tables(codec.latent.host_z)["medians"]))
     rec = codec.decompress(data)
     assert rec.shape == image.shape and rec.dtype == np.uint8
     # real file bits (header included) / estimated bits <= 1.01 on a 512x512 photo
@@ -141,8 +141,13 @@ def test_golden_file_from_before_the_latent_codec_decodes_identically():
     np.testing.assert_array_equal(float_codec.decompress(new), read_image(golden.DECODED))
     # the default (integer entropy parameters) file decodes to the same image
     default = codec.compress(read_image(golden.SOURCE))
-    assert bitstream.unpack(default)[0].meta == b"\x01"
+    assert bitstream.unpack(default)[0].meta == ntc.INTEGER_META == b"\x02"
     np.testing.assert_array_equal(codec.decompress(default), read_image(golden.DECODED))
+    # the first integer files (meta 0x01, jitted z tables; written by 555213a) decode identically
+    v1 = (GOLDEN / "hyperprior_golden_integer_v1.gcz").read_bytes()
+    assert bitstream.peek(v1).meta == ntc.INTEGER_META_V1
+    np.testing.assert_array_equal(codec.decompress(v1), read_image(golden.DECODED))
+    assert bitstream.unpack(v1)[1][1] == bitstream.unpack(default)[1][1]     # same y segment for this model
 
 
 def test_mean_scale_codec_round_trip_and_registration():

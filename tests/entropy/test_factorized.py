@@ -62,6 +62,37 @@ def test_factorized_prior_learns_a_gaussian_and_tables_code_it():
     assert len(data) * 8 <= 1.01 * est + 64
 
 
+def test_host_tables_are_the_flax_density_in_float64():
+    """HostFactorizedPrior (NumPy float64, what integer files' z tables come from) against the flax module:
+    the same density to float32 precision, medians within 1e-6, quantized tables within one unit; the pmf
+    sums to 1 and its median is where the CDF crosses 1/2."""
+    from gencomp_jax.entropy.factorized import HostFactorizedPrior
+
+    rng = np.random.default_rng(1)
+    locs, scales = np.array([-1.7, 0.2, 5.0]), np.array([0.3, 1.5, 6.0])
+    samples = jnp.asarray(rng.normal(locs, scales, size=(3000, 3)), jnp.float32)
+    prior, params = _fit_prior(samples, steps=200)
+    host = HostFactorizedPrior(params["params"])
+    x = np.linspace(-30, 30, 241)[:, None] * np.ones((1, 3))
+    p_flax = np.asarray(prior.apply(params, jnp.asarray(x, jnp.float32)), np.float64)
+    p_host = host.pmf(x.T).T
+    big = p_flax > 1e-4
+    np.testing.assert_allclose(p_host[big], p_flax[big], rtol=2e-5)
+    grid = np.arange(-80, 81)[None, :] + np.zeros((3, 1))
+    np.testing.assert_allclose(host.pmf(grid).sum(1), 1.0, atol=1e-6)
+    meds = host.medians()
+    np.testing.assert_allclose(host.logits_cdf(meds[:, None])[:, 0], 0.0, atol=1e-9)   # CDF(median) = 1/2
+    meds_flax = np.asarray(prior.apply(params, method=FactorizedPrior.medians))
+    # the float32 bisection ends where the float32 logits cross 0: a few ulps from the float64 median
+    # (here up to 4 ulps), which is why those medians can move on another platform
+    np.testing.assert_allclose(meds, meds_flax, rtol=0, atol=1e-6)
+    t_flax, t_host = factorized_tables(prior, params), factorized_tables(prior, params, host=True)
+    for k in ("offsets", "lengths"):
+        np.testing.assert_array_equal(t_host[k], t_flax[k])
+    assert np.abs(t_host["tables"] - t_flax["tables"]).max() <= 1   # quantized pmf: at most one unit moves
+    assert t_host["medians"].dtype == np.float32
+
+
 def test_gaussian_tables_and_indexes():
     t = gc.gaussian_tables()
     assert np.all(t["tables"].sum(1) == 2 ** C.PRECISION)
