@@ -108,7 +108,7 @@ def _lpips_alex(x, x_hat):
     """Differentiable LPIPS-alex [B] of model-space images (the metric of gencomp_jax.metrics.lpips)."""
     from gencomp_jax.metrics import lpips
 
-    apply, params = lpips._load("alex")
+    apply, params = lpips.differentiable("alex")
     return apply(params, x, jnp.clip(x_hat, -1.0, 1.0))
 
 

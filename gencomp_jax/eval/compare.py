@@ -480,13 +480,6 @@ def run_compare(config, workdir, *, train: bool = True, progress: bool = False, 
     summary: dict[str, Any] = {"preset": str(config.get("preset", "")), "machine": machine(),
                                "date": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": {}}
     plan = plan_runs(config, root)
-    if train and any("lpips" in str(c) for c in config.eval.metrics):
-        # Load LPIPS outside any jit trace first: metrics/lpips._load caches its weights with jnp.asarray, and if
-        # its first call is inside a traced loss (CDC with rho > 0) the cache holds leaked tracers and every
-        # later LPIPS evaluation fails with UnexpectedTracerError (to fix in metrics/lpips.py).
-        from gencomp_jax.metrics import lpips
-
-        lpips.lpips_distance(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8), net="alex")
     if train:
         summary["seconds"]["train"] = train_all(plan, log=log)
     images = load_images(config)

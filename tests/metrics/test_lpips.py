@@ -92,3 +92,28 @@ def test_missing_weights_is_a_file_not_found_error(monkeypatch, tmp_path):
             lpips_distance(x, x, net="vgg")
     finally:
         lpips._load.cache_clear()
+
+
+def test_first_use_inside_a_traced_loss_leaks_no_tracer():
+    """CDC's loss (rho > 0) is often the first user of the LPIPS weights, inside a jit trace: the cached
+    weights must be concrete arrays, so that a later evaluation outside the trace works."""
+    import jax
+    import jax.numpy as jnp
+
+    from gencomp_jax.metrics import lpips
+
+    lpips._load.cache_clear()
+    try:
+        x = jnp.zeros((1, 32, 32, 3))
+
+        @jax.jit
+        def loss(y):
+            apply, params = lpips.differentiable("alex")
+            return jnp.sum(apply(params, x, y))
+        g = jax.grad(loss)(x + 0.1)
+        assert np.all(np.isfinite(np.asarray(g)))
+        im = np.zeros((32, 32, 3), np.uint8)
+        assert float(np.asarray(lpips_distance(im, im, net="alex")).reshape(-1)[0]) == 0.0
+        assert not isinstance(lpips.differentiable("alex")[1]["params"], jax.core.Tracer)
+    finally:
+        lpips._load.cache_clear()
