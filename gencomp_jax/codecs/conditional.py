@@ -21,13 +21,15 @@ more, the decoder refuses a file that asks for more: a hostile header asked for 
 decoding). 1000 is the finest discretisation these decoders are trained for in the literature (CDC's and DDPM's
 T = 1000; the paper decodes with 65 DDIM steps, HFD with 50-250), so no honest file needs more. A user may still
 ask for up to SAMPLING_STEPS_OPTION.maximum = 10,000 steps explicitly (`--option sampling_steps=N`): that work
-is the user's choice, not the file's.
+is the user's choice, not the file's. The environment variable GENCOMP_MAX_FILE_STEPS lowers (or raises) the
+limit for a process (the fuzzer lowers it, as it lowers the pixel limit, so that its cases fit its time limit).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 
 import jax
 import numpy as np
@@ -38,6 +40,7 @@ from gencomp_jax.entropy.varint import VarintError, read_varint, write_varint
 
 META_VERSION = 2               # the newest meta version (module docstring)
 MAX_FILE_STEPS = 1000          # the most sampler steps a file's own settings may ask for (see module docstring)
+MAX_FILE_STEPS_ENV = "GENCOMP_MAX_FILE_STEPS"
 
 REALISM_OPTION = DecodeOption(
     "realism", float, None, "D-P knob p: (1-p) * MMSE estimate + p * posterior sample (0 = MMSE, 1 = sample); "
@@ -60,8 +63,9 @@ class DecoderSettings:
     stage1_integer: bool = False   # how the encoder wrote the stage-1 segments (set by the codec, not a user knob)
 
     def __post_init__(self):
-        if not (isinstance(self.steps, int) and 1 <= self.steps <= MAX_FILE_STEPS):
-            raise ValueError(f"a file's default sampling steps must be an int in 1..{MAX_FILE_STEPS}, got "
+        limit = file_step_limit()
+        if not (isinstance(self.steps, int) and 1 <= self.steps <= limit):
+            raise ValueError(f"a file's default sampling steps must be an int in 1..{limit}, got "
                              f"{self.steps!r} (more steps can be asked for at decode time: sampling_steps=N).")
         if not 0.0 <= float(self.realism) <= 1.0:
             raise ValueError(f"realism must be in [0, 1], got {self.realism!r}.")
@@ -91,14 +95,30 @@ class DecoderSettings:
                 raise VarintError("trailing bytes")
         except (VarintError, IndexError) as e:
             raise unreadable(e) from None
-        if steps > MAX_FILE_STEPS:   # refused before anything is computed: the work a file can ask for is bounded
+        limit = file_step_limit()
+        if steps > limit:   # refused before anything is computed: the work a file can ask for is bounded
             raise bitstream.BitstreamError(
-                f"The {codec} file asks for {steps} sampler steps, more than the {MAX_FILE_STEPS} a file may ask for: "
+                f"The {codec} file asks for {steps} sampler steps, more than the {limit} a file may ask for: "
                 "it is corrupted or hostile, refused. (More steps are the decoder's own choice: sampling_steps=N.)")
         try:
             return cls(steps=steps, realism=realism / 1000.0, stage1_integer=bool(flags))
         except ValueError as e:
             raise unreadable(e) from None
+
+
+def file_step_limit() -> int:
+    """The most sampler steps a file's own settings may ask for: $GENCOMP_MAX_FILE_STEPS if set, else
+    MAX_FILE_STEPS."""
+    text = os.environ.get(MAX_FILE_STEPS_ENV, "").strip()
+    if not text:
+        return MAX_FILE_STEPS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{MAX_FILE_STEPS_ENV}={text!r}: expected a positive integer number of sampler steps")
+    return value
 
 
 def resolve(settings: DecoderSettings, options: dict) -> tuple[int, float, bool]:

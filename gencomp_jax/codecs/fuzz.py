@@ -430,6 +430,10 @@ TINY = {
 # grows with the declared pixels up to the container's limit, so the fuzz limit is matched to the
 # per-case time limit on a CPU (128 x 128 pixels: 16 UQDM tiles).
 FUZZ_MAX_PIXELS = 128 * 128
+# Likewise the most sampler steps a CDC/HFD file's own settings may ask for while fuzzing
+# (GENCOMP_MAX_FILE_STEPS): a mutated settings varint asking for up to 1000 steps is legitimate work of
+# seconds per case that would dominate a long run; the refusal above the limit is the same code either way.
+FUZZ_MAX_FILE_STEPS = 16
 
 
 def _set(config, dotted: str, value) -> None:
@@ -567,6 +571,7 @@ def make_target(target: str, **kwargs):
 
 def _worker_main(conn, target: str, kwargs: dict, timeout_s: float) -> None:
     os.environ.setdefault(bitstream.MAX_PIXELS_ENV, str(FUZZ_MAX_PIXELS))
+    os.environ.setdefault("GENCOMP_MAX_FILE_STEPS", str(FUZZ_MAX_FILE_STEPS))   # conditional.MAX_FILE_STEPS_ENV
     decode, files = make_target(target, **kwargs)
     conn.send(files)
     while True:

@@ -168,5 +168,16 @@ def test_work_a_file_can_ask_for_is_bounded(trained):
         codec.decompress(fuzz.raw_pack(f))
     with pytest.raises(ValueError, match="1..1000"):
         codec.compress(skimage.data.coffee()[:64, :64], settings=conditional.DecoderSettings(steps=1001, realism=1.0))
+    meta = bytes([1]) + write_varint(17) + write_varint(1000)           # the limit is the process's choice
+    assert conditional.DecoderSettings.from_meta(meta, "cdc").steps == 17
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(conditional.MAX_FILE_STEPS_ENV, "16")                  # what the fuzzer sets
+        with pytest.raises(bitstream.BitstreamError, match="17 sampler steps, more than the 16"):
+            conditional.DecoderSettings.from_meta(meta, "cdc")
+        with pytest.raises(ValueError, match="1..16"):
+            conditional.DecoderSettings(steps=17, realism=1.0)
+        mp.setenv(conditional.MAX_FILE_STEPS_ENV, "many")
+        with pytest.raises(ValueError, match="GENCOMP_MAX_FILE_STEPS"):
+            conditional.DecoderSettings.from_meta(meta, "cdc")
     top = conditional.SAMPLING_STEPS_OPTION.maximum                       # the user's explicit choice may go higher
     assert top == 10_000 and conditional.resolve(conditional.DecoderSettings(3, 1.0), {"sampling_steps": top})[0] == top
