@@ -61,11 +61,16 @@ def plot_rd(results: Sequence[Mapping[str, Any]], out_path, *, metrics: Sequence
     curves = {name: results_lib.merge_results(items) if len(items) > 1 else items[0]
               for name, items in methods.items()}
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(curves) > len(colors):   # every curve its own colour (a comparison has ~20)
+        colors = [matplotlib.colormaps["tab20"](i % 20) for i in range(len(curves))]
     styles = {name: (colors[i % len(colors)], MARKERS[i % len(MARKERS)]) for i, name in enumerate(curves)}
+    shared_legend = len(curves) + len(references) > 6   # one legend beside the panels instead of one per panel
+    rates = [b for res in curves.values() for b in res["results"]["bpp"] if b > 0 and math.isfinite(b)]
+    log_rate = bool(rates) and max(rates) / min(rates) > 30   # e.g. progressive codecs up to lossless
 
     ncols = min(len(panels), 3)
     nrows = (len(panels) + ncols - 1) // ncols
-    fig = Figure(figsize=(5.0 * ncols, 4.0 * nrows))
+    fig = Figure(figsize=(5.0 * ncols + (3.2 if shared_legend else 0.0), 4.0 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, metric in zip(axes.flat, panels):
         for name, res in curves.items():
@@ -86,15 +91,31 @@ def plot_rd(results: Sequence[Mapping[str, Any]], out_path, *, metrics: Sequence
             view += [(x, y) for x, y in pts if lo <= x <= hi]
         if references:  # published curves span other rates (up to lossless): show the measured rate range
             _set_view(ax, view)
-        ax.set_xlabel("bpp")
+        if log_rate:
+            ax.set_xscale("log")
+        if metric.startswith(("kid", "fd", "fid")):   # spans decades near 0 and an unbiased KID can be < 0
+            vals = [y for _, y in view if math.isfinite(y)]
+            if vals and max(abs(v) for v in vals) > 100 * max(min(abs(v) for v in vals), 1e-3):
+                ax.set_yscale("symlog", linthresh=1e-3 if metric.startswith("kid") and max(vals) < 1 else 1.0)
+        ax.set_xlabel("bpp (log scale)" if log_rate else "bpp")
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        if not shared_legend:
+            ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    if shared_legend:
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        seen = dict(zip(labels, handles))
+        for ax in list(axes.flat)[1:len(panels)]:   # curves missing from the first panel
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                seen.setdefault(lab, h)
+        fig.tight_layout(rect=(0, 0, 1 - 3.2 / fig.get_figwidth(), 1))
+        fig.legend(list(seen.values()), list(seen), loc="center right", fontsize=7, frameon=False)
+    else:
+        fig.tight_layout()
     out_path = pathlib.Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=120)
