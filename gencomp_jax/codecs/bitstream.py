@@ -89,18 +89,24 @@ class DecodeMismatchError(BitstreamError):
     """The decoder computed something other than the encoder did (a segment's check does not match)."""
 
 
-def pixel_limit() -> int:
-    """The largest H * W a file may declare: $GENCOMP_MAX_PIXELS if set, else MAX_PIXELS."""
-    text = os.environ.get(MAX_PIXELS_ENV)
+def env_limit(name: str, default: int, unit: str) -> int:
+    """A positive integer limit from environment variable `name` (default when unset or blank); a clear
+    ValueError naming the variable otherwise. unit: what it counts, for the message."""
+    text = os.environ.get(name)
     if text is None or not text.strip():
-        return MAX_PIXELS
+        return default
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
-        raise ValueError(f"{MAX_PIXELS_ENV}={text!r}: expected a positive integer number of pixels")
+        raise ValueError(f"{name}={text!r}: expected a positive integer number of {unit}")
     return value
+
+
+def pixel_limit() -> int:
+    """The largest H * W a file may declare: $GENCOMP_MAX_PIXELS if set, else MAX_PIXELS."""
+    return env_limit(MAX_PIXELS_ENV, MAX_PIXELS, "pixels")
 
 
 @dataclasses.dataclass(frozen=True)

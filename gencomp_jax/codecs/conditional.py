@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 
 import jax
 import numpy as np
@@ -109,16 +108,7 @@ class DecoderSettings:
 def file_step_limit() -> int:
     """The most sampler steps a file's own settings may ask for: $GENCOMP_MAX_FILE_STEPS if set, else
     MAX_FILE_STEPS."""
-    text = os.environ.get(MAX_FILE_STEPS_ENV, "").strip()
-    if not text:
-        return MAX_FILE_STEPS
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{MAX_FILE_STEPS_ENV}={text!r}: expected a positive integer number of sampler steps")
-    return value
+    return bitstream.env_limit(MAX_FILE_STEPS_ENV, MAX_FILE_STEPS, "sampler steps")
 
 
 def resolve(settings: DecoderSettings, options: dict) -> tuple[int, float, bool]:
