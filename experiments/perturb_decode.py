@@ -140,8 +140,9 @@ def encode(workdir: str, codecs: list[str], n: int, checkpoint: str = "", datase
         codec = _codec(name, checkpoint=checkpoint)
         d = os.path.join(workdir, name)
         os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "params.msgpack"), "wb") as fh:
-            fh.write(flax.serialization.to_bytes(codec.params))
+        if not checkpoint:   # the decoding processes rebuild tiny codecs from these; a checkpoint they load
+            with open(os.path.join(d, "params.msgpack"), "wb") as fh:
+                fh.write(flax.serialization.to_bytes(codec.params))
         images = _images(name, n, dataset)
         count = len(images)
         for k, im in enumerate(images):

@@ -571,7 +571,9 @@ def make_target(target: str, **kwargs):
 
 def _worker_main(conn, target: str, kwargs: dict, timeout_s: float) -> None:
     os.environ.setdefault(bitstream.MAX_PIXELS_ENV, str(FUZZ_MAX_PIXELS))
-    os.environ.setdefault("GENCOMP_MAX_FILE_STEPS", str(FUZZ_MAX_FILE_STEPS))   # conditional.MAX_FILE_STEPS_ENV
+    from gencomp_jax.codecs import conditional
+
+    os.environ.setdefault(conditional.MAX_FILE_STEPS_ENV, str(FUZZ_MAX_FILE_STEPS))
     decode, files = make_target(target, **kwargs)
     conn.send(files)
     while True:

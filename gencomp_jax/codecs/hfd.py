@@ -19,7 +19,8 @@ Stage 1 is never trained by the stage-2 loss (its reconstruction enters stage 2 
 The file (codec "hfd", id 5) = the NTC file's two segments [z, y] + decoder settings (meta) + the seed of
 the decoder noise (codecs/conditional.py). A scale-hyperprior stage 1 writes its segments with integer entropy
 parameters (codecs/latent.py: the same scale indexes on every platform; meta version 2 records it;
-model.stage1.integer_entropy=False keeps the float path); files with version-1 meta decode on the float path. decompress(data, realism=p, sampling_steps=n, preview=False):
+model.stage1.integer_entropy=False keeps the float path); files with version-1 meta decode on the float path.
+decompress(data, realism=p, sampling_steps=n, preview=False):
 X_hat(p) = (1 - p) Y + p X_hat_0 (Eq. 17; Y, the MSE reconstruction, is X*); preview=True or realism=0 return
 Y from the same bytes without the diffusion pass.
 """
@@ -27,7 +28,6 @@ Y from the same bytes without the diffusion pass.
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 
 import jax
@@ -172,9 +172,8 @@ class HFDCodec:
         self.params = jax.device_get(params)
         self.fingerprint = bitstream.params_fingerprint(self.params)
         m = config.model
-        # stage 1 writes integer entropy parameters when it can (decodes identically on every platform)
-        integer = self.method.stage1.variant == "hyperprior" and bool(_get(m.stage1, "integer_entropy", True))
-        self.stage1 = ntc.NTCCodec(self.method.stage1, self.params["stage1"], integer=integer)
+        self.stage1 = ntc.NTCCodec(self.method.stage1, self.params["stage1"],
+                                   integer=ntc.writes_integer(self.method.stage1.variant, m.stage1))
         self.sampler = str(m.sampler)
         self.noise_scale = float(_get(m, "noise_scale", 1.0))
         self.settings = conditional.DecoderSettings(steps=int(m.sample_steps), realism=float(_get(m, "realism", 1.0)))

@@ -176,10 +176,14 @@ class NTCCodec:
         return self.latent.bits_batch(self._latents(np.asarray(images)))
 
 
+def writes_integer(variant: str, model_config) -> bool:
+    """Whether new files of an NTC model use the integer entropy-parameter path: the scale hyperprior unless
+    model_config.integer_entropy is False (mean_scale configs inherit the key and ignore it). Also HFD's stage 1."""
+    return variant == "hyperprior" and bool(model_config.get("integer_entropy", True))
+
+
 def make_codec(config, params) -> NTCCodec:
-    # the integer path exists for the scale hyperprior only; mean_scale configs inherit the key and ignore it
-    integer = config.method == "hyperprior" and bool(config.model.get("integer_entropy", True))
-    return NTCCodec(_model(config), params, integer=integer)
+    return NTCCodec(_model(config), params, integer=writes_integer(config.method, config.model))
 
 
 register("hyperprior", method=make_method, codec=make_codec, codec_id=1, decode_options=NTCCodec.decode_options)
