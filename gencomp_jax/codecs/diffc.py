@@ -52,11 +52,11 @@ Gaussian source, 10^4 dims, 3 steps: real bits / KL = 2.67 (Renyi, 16-bit chunks
 vs -0.55 +- 0.11 (DiffC rule); ODE vs ancestral 3.01 dB at SNR 2500 (theory 3.01). A 600-step runlocal
 VDM on 64x64 Kodak crops: ~0.95 bpp -> 24.4 dB (denoise) / 25.0 (flow) / 24.2 (ancestral); at equal
 PSNR the files need ~2x the bits of ideal DiffC (sum of KLs; 27.5 dB: 1.56 vs 0.77 bpp).
-Speed (64x64 kodim23 crop, same VDM, 10 steps 1 -> 0.6, ~1.1-1.2 bpp file, shared 2 cores at load 6-8,
-niced; benchmarks/results/diffc.json): the encoder's time is the channel simulation (2^max_chunk_bits x
-pixels x 3 normals per saturated step; UNet calls and index coding < 0.3 s): Renyi 16-bit chunks 84 s warm
-(was 205 s for 15 steps at load 15), max_chunk_bits=12 with margin_bits=4 (same 4-bit chunks, 16x fewer
-candidates) 5.9 s at the same PSNR (26.2 dB denoise at 1.1 bpp); decoding 0.6 s warm (was 3-14 s).
+Speed (benchmarks/diffc.py; BENCHMARKS.md "DiffC session 5"): the encoder's time is the channel simulation,
+2^max_chunk_bits x pixels x 3 standard normals per saturated step (UNet calls and index coding < 0.1 s), drawn
+by one fused hash + erfinv loop at ~550 M normals/s on the shared 2-core EPYC (quiet). 64x64 kodim23 crop, the
+comparison's VDM, 10 steps 1 -> 0.6 (1.7 bpp file): 14.7 s warm with 16-bit chunks (was 30-84 s), 4.1 s with
+runlocal's 14-bit chunks (same margin and bias, +4% file); decoding 0.3 s warm + the reconstruction.
 """
 
 from __future__ import annotations

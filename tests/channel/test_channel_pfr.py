@@ -240,3 +240,55 @@ def test_zero_dimension_chunk_is_an_error():
     plan = pfr.plan_chunks(pfr.quantize_kl(100.0), 8, padding_bits=2)
     assert plan.num_chunks == 8 and plan.chunk_dims.min() == 1 and plan.log2_candidates <= 16
     assert pfr.plan_chunks(0, 10, padding_bits=2).log2_candidates == 2
+
+
+def test_unrolled_threefry_is_jax_threefry_bit_for_bit():
+    """The search's hash (pfr._threefry_words, written out in jnp so XLA fuses it) must give the bits of JAX's
+    threefry2x32 primitive: the decoder of every existing file regenerates candidates from them."""
+    from jax.extend.random import threefry2x32_p
+
+    rng = np.random.default_rng(5)
+    edges = np.array([0, 1, 2**31 - 1, 2**31, 2**32 - 1], np.uint32)
+    k = np.concatenate([edges, rng.integers(0, 2**32, 64, dtype=np.uint64).astype(np.uint32)])
+    x = np.concatenate([edges, rng.integers(0, 2**32, 4091, dtype=np.uint64).astype(np.uint32)])
+    k0, k1 = k[:, None], np.roll(k, 3)[:, None]
+    x0, x1 = x[None, :], np.roll(x, 7)[None, :]
+    shape = (k.shape[0], x.shape[0])
+    want = jax.jit(lambda a, b, c, d: threefry2x32_p.bind(*[jnp.broadcast_to(t, shape) for t in (a, b, c, d)]))(
+        k0, k1, x0, x1)
+    got = jax.jit(pfr._threefry_words)(k0, k1, x0, x1)
+    np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
+    np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))
+
+
+def test_scoring_normals_within_stated_error_of_the_decoders():
+    """The encoder scores candidates with a faster erfinv (Giles' polynomials, log for log1p); the decoder's
+    values come from jax.lax.erf_inv.  Stated bound: |difference| <= 2.5e-5 on every uint32 word class (uniform
+    words, both 2^-23 tails), and most values bit-equal.  A 1e-4 relative change of one central coefficient
+    breaks the bound."""
+    rng = np.random.default_rng(6)
+    tails = np.arange(1 << 16, dtype=np.uint32) * np.uint32(512)
+    w = np.concatenate([rng.integers(0, 2**32, 1 << 20, dtype=np.uint64).astype(np.uint32), tails, ~tails])
+    exact = np.asarray(jax.jit(pfr._std_normal)(w), np.float64)
+    fast = np.asarray(jax.jit(pfr._std_normal_scoring)(w), np.float64)
+    assert np.all(np.isfinite(fast)) and np.abs(exact).max() < 5.5
+    assert np.abs(fast - exact).max() <= 2.5e-5, np.abs(fast - exact).max()
+    assert np.mean(fast[: 1 << 20] == exact[: 1 << 20]) > 0.5
+
+
+def test_codes_written_with_the_threefry_primitive_decode_bit_for_bit():
+    """Golden codes of 7828c4d (candidates from JAX's threefry2x32 primitive and erf_inv): today's decoder gives
+    the encoder's samples bit for bit, and today's encoder (fused hash, faster scoring normals) picks the same
+    indices, so the same bytes (tests/golden/make_pfr_golden.py)."""
+    sys.path.insert(0, str(REPO / "tests" / "golden"))
+    from make_pfr_golden import CASES
+
+    gold = np.load(REPO / "tests" / "golden" / "pfr_golden_format2.npz")
+    for n, (seed, step, dim, _, kw) in enumerate(CASES):
+        data = gold[f"bytes{n}"].tobytes()
+        [code] = index_coding.decode_gaussian_codes(data, [dim], **kw)
+        y = pfr.gaussian_channel_decode(code, jnp.zeros(dim), 1.0, randomness=SharedRandomness(seed), step=step, **kw)
+        np.testing.assert_array_equal(np.asarray(y), gold[f"sample{n}"])
+        _, again = pfr.gaussian_channel_encode(gold[f"mu{n}"], 0.0, 1.0, randomness=SharedRandomness(seed), step=step,
+                                               **kw)
+        assert index_coding.encode_gaussian_codes([again], [dim], **kw) == data
