@@ -28,7 +28,8 @@ not by the KL: the bias of the selected sample is ~ ``(2**D_2 - 1) / N``.  For G
 ``(16 - 8) / 2 = 4`` bits.  DiffC's rule ``log2 N = ceil(KL_chunk + 2)`` (chunks <= 14 bits) stays
 available as ``padding_bits=DIFFC_PADDING_BITS``; its bias grows with the chunk's KL.
 
-Measured (10^4 draws each, fixed seeds; bias = mean of the component along mu in units of sigma,
+Measured (10^4 draws each, fixed seeds, candidates of format 1; `benchmarks/results/channel.json` "padding" holds the
+same table re-measured with today's candidates, same picture; bias = mean of the component along mu in units of sigma,
 standard error 0.01; KS p-value of that component against N(0, 1); ``benchmarks/channel.py``):
 
   KL   rule            log2 N   bias 1-D  (KS p)     bias 2-D  (KS p)
