@@ -69,7 +69,7 @@ def test_encoder_is_trained_end_to_end_by_the_decoder_loss(trained):
     config, params, _ = trained
     method = cdc.make_method(_config(beta=0.0))
     x = jnp.asarray(crops(np.random.default_rng(1), 2), jnp.float32) / 127.5 - 1
-    g = jax.grad(lambda p: method.loss(p, {"image": x}, jax.random.PRNGKey(0), True)[0])(params)
+    g = jax.jit(jax.grad(lambda p: method.loss(p, {"image": x}, jax.random.PRNGKey(0), True)[0]))(params)
     assert max(float(jnp.max(jnp.abs(v))) for v in jax.tree_util.tree_leaves(g["params"]["g_a"])) > 0
     # the decoder's x0-prediction depends on the latent through the context maps
     fn = method.model_fn(params)
