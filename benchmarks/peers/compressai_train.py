@@ -54,8 +54,41 @@ def _import(threads: int):
     return torch, compressai, ScaleHyperprior, RateDistortionLoss
 
 
+def common_noise(args, torch, net):
+    """--noise_file (train_side_by_side.py --common_noise): float32 [steps * batch, y + z elements], our NHWC
+    order (y at 1/16, z at 1/64 resolution). Patches EntropyModel.quantize's "noise" mode to add this step's
+    noise instead of torch.rand; returns set_step(i)."""
+    from compressai.entropy_models import EntropyBottleneck, EntropyModel, GaussianConditional
+
+    noise = np.load(args.noise_file, mmap_mode="r")
+    b, hy, hz = args.batch, args.crop // 16, args.crop // 64
+    ny = hy * hy * args.M
+    if noise.shape != (args.steps * b, ny + hz * hz * args.N):
+        raise SystemExit(f"{args.noise_file}: shape {noise.shape} does not fit {args.steps} steps of {b} crops")
+    current = {}
+
+    def set_step(i):
+        u = torch.from_numpy(np.array(noise[i * b:(i + 1) * b]))
+        current["y"] = u[:, :ny].reshape(b, hy, hy, args.M).permute(0, 3, 1, 2).contiguous()      # B, M, h, w
+        current["z"] = u[:, ny:].reshape(b, hz, hz, args.N).permute(3, 0, 1, 2).reshape(args.N, 1, -1)  # C, 1, B h w
+
+    original = EntropyModel.quantize
+
+    def quantize(self, inputs, mode, means=None):
+        if mode != "noise":
+            return original(self, inputs, mode, means)
+        u = current["z"] if isinstance(self, EntropyBottleneck) else current["y"]
+        assert isinstance(self, (EntropyBottleneck, GaussianConditional)) and u.shape == inputs.shape, (
+            type(self).__name__, tuple(u.shape), tuple(inputs.shape))
+        return inputs + u
+
+    EntropyModel.quantize = quantize
+    return set_step
+
+
 def train(args, torch, net, RateDistortionLoss) -> dict:
     crops = np.load(args.crops, mmap_mode="r")
+    set_noise = common_noise(args, torch, net) if args.noise_file else None
     if crops.shape[0] < args.steps * args.batch:
         raise SystemExit(f"{args.crops} holds {crops.shape[0]} crops; {args.steps} steps of {args.batch} need more.")
     main = [p for n, p in net.named_parameters() if not n.endswith(".quantiles")]
@@ -69,6 +102,8 @@ def train(args, torch, net, RateDistortionLoss) -> dict:
     for i in range(args.steps):
         x = torch.from_numpy(np.array(crops[i * args.batch:(i + 1) * args.batch]))
         x = x.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+        if set_noise is not None:
+            set_noise(i)
         t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         aux_opt.zero_grad(set_to_none=True)
@@ -140,6 +175,8 @@ def main() -> None:
     p.add_argument("--log_every", type=int, default=100)
     p.add_argument("--init_from", default="", help="initial state dict (default: ScaleHyperprior's init, seed --seed)")
     p.add_argument("--noise_seed", type=int, default=None, help="torch seed of the training noise after the init")
+    p.add_argument("--noise_file", default="", help="common training noise of both sides (train_side_by_side.py)")
+    p.add_argument("--crop", type=int, default=64)
     p.add_argument("--out_dir", required=True)
     p.add_argument("--tag", required=True)
     args = p.parse_args()

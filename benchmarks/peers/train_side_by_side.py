@@ -14,7 +14,11 @@
    Adam(--aux_lr) on the medians with CompressAI's aux loss (benchmarks/_ntc_steps.train_step).
    --init same (default): ours starts from CompressAI's initial state dict, converted
    (eval/pretrained.convert_compressai_state); --init independent: our own init (seed --seed).
-   The training noise (U(-1/2, 1/2) on y and z) is drawn independently on each side.
+   The training noise (U(-1/2, 1/2) on y and z) is drawn independently on each side, or, with --common_noise,
+   read by both sides from one file (`<workdir>/noise_s<seed>_...npy`, float32 [steps * batch, y + z elements]
+   in our NHWC order; CompressAI's side permutes it to its NCHW / EntropyBottleneck layouts): common random
+   numbers, so the two runs differ only by the implementations (and float rounding), not by the noise draw
+   whose spread (1.1 dB for CompressAI at 2,000 steps) hid any gap the size of the must-hold.
 3. Kodak (24 images): CompressAI codes with its own compress/decompress (rANS bitstreams, bytes of the
    y and z strings); ours through eval/evaluate.evaluate_codec (real container files, header included).
    PSNR of the 8-bit reconstruction on both sides.
@@ -78,17 +82,62 @@ def write_crops(path: pathlib.Path, num: int, crop: int, seed: int) -> pathlib.P
     return path
 
 
+def noise_shapes(crop: int, n: int, m: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(y, z) shapes of one crop's latents, NHWC without the batch axis: y at 1/16, z at 1/64 resolution."""
+    return (crop // 16, crop // 16, m), (crop // 64, crop // 64, n)
+
+
+def write_noise(path: pathlib.Path, num: int, crop: int, n: int, m: int, seed: int) -> pathlib.Path:
+    """U(-1/2, 1/2) float32 [num, y + z elements] (numpy PCG64, seed): the training noise of --common_noise."""
+    (ys, zs) = noise_shapes(crop, n, m)
+    width = int(np.prod(ys) + np.prod(zs))
+    if path.exists() and np.load(path, mmap_mode="r").shape == (num, width):
+        return path
+    rng = np.random.default_rng([seed, 7919])
+    arr = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=np.float32, shape=(num, width))
+    for i in range(0, num, 4096):
+        k = min(4096, num - i)
+        arr[i:i + k] = rng.random((k, width), dtype=np.float32) - np.float32(0.5)
+    arr.flush()
+    del arr
+    path.with_suffix(".tmp.npy").rename(path)
+    return path
+
+
+class _CommonNoiseJax:
+    """Stands in for `jax` inside gencomp_jax/models/hyperprior.py while --common_noise trains ours: the model's
+    `rng` is the pair (u_y, u_z) of this step's noise, `jax.random.split` hands them out as (ky, kz) and
+    `jax.random.uniform(k, shape, ...)` returns k (its shape checked). Everything else is jax's."""
+
+    def __init__(self):
+        import types
+
+        def uniform(k, shape, dtype=None, minval=None, maxval=None):
+            if tuple(k.shape) != tuple(shape):
+                raise AssertionError(f"common noise of shape {k.shape} where the model draws {shape}")
+            return k
+
+        self.random = types.SimpleNamespace(split=lambda r: (r[0], r[1]), uniform=uniform)
+
+    def __getattr__(self, name):
+        return getattr(jax, name)
+
+
 def run_compressai(args, crops_path, lmbda, tag) -> dict:
     cmd = [str(args.peer_python), str(REPO / "benchmarks" / "peers" / "compressai_train.py"),
            f"--crops={crops_path}", f"--lmbda={lmbda}", f"--steps={args.steps}", f"--batch={args.batch}",
            f"--N={args.N}", f"--M={args.M}", f"--lr={args.lr}", f"--aux_lr={args.aux_lr}", f"--clip={args.clip}",
            f"--seed={args.seed}", f"--threads={args.threads}", f"--kodak={args.kodak}",
-           f"--out_dir={args.workdir}", f"--tag={tag}"]
+           f"--out_dir={args.workdir}", f"--tag={tag}", f"--crop={args.crop}"]
+    if args.noise_path is not None:
+        cmd.append(f"--noise_file={args.noise_path}")
     subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
     return json.loads((args.workdir / f"{tag}_compressai.json").read_text())
 
 
 def _noise_suffix(args) -> str:
+    if args.noise_path is not None:
+        return "_common"
     return "" if args.noise_seed is None else f"_noise{args.noise_seed}"
 
 
@@ -118,11 +167,24 @@ def run_ours(args, crops_path, lmbda, tag) -> dict:
                                                end_factor=1.0, weight_decay=0.0, b1=0.9, b2=0.999,
                                                clip_norm=args.clip, optimizer="adam"))
     tx, _ = optim.make_optimizer(optim_cfg, args.steps)  # the library's optimizer (clip + Adam)
+    key = jax.random.PRNGKey(args.seed + 1 if args.noise_seed is None else args.noise_seed)
+    if args.noise_path is not None:
+        from gencomp_jax.models import hyperprior
+
+        hyperprior.jax = _CommonNoiseJax()  # this process trains nothing else
+        noise = np.load(args.noise_path, mmap_mode="r")
+        ys, zs = noise_shapes(args.crop, args.N, args.M)
+
+        def noise_of(i):
+            u = jnp.asarray(noise[i * b:(i + 1) * b])
+            return u[:, :int(np.prod(ys))].reshape(b, *ys), u[:, int(np.prod(ys)):].reshape(b, *zs)
+    else:
+        def noise_of(i):
+            return jax.random.fold_in(key, i)
     init, step = train_step(method, tx, aux_tx=optax.adam(args.aux_lr))
     opt = init(params)
-    key = jax.random.PRNGKey(args.seed + 1 if args.noise_seed is None else args.noise_seed)
     t0 = time.perf_counter()
-    params, opt, m0 = step(params, opt, batch(0), jax.random.fold_in(key, 0))  # includes the compile
+    params, opt, m0 = step(params, opt, batch(0), noise_of(0))  # includes the compile
     jax.block_until_ready(params)
     compile_s = time.perf_counter() - t0
     curve = [{"step": 0, **{k: float(v) for k, v in m0.items() if k in ("loss", "bpp", "mse", "aux")}}]
@@ -131,7 +193,7 @@ def run_ours(args, crops_path, lmbda, tag) -> dict:
     for i in range(1, args.steps):
         x = batch(i)
         t, c = time.perf_counter(), time.process_time()
-        params, opt, met = step(params, opt, x, jax.random.fold_in(key, i))
+        params, opt, met = step(params, opt, x, noise_of(i))
         jax.block_until_ready(met["loss"])
         wall.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
@@ -203,6 +265,8 @@ def main() -> None:
     p.add_argument("--noise_seed", type=int, default=None,
                    help="seed of our training noise (default seed + 1); with --sides ours, a second draw of ours "
                         "against the same CompressAI run measures the run-to-run spread")
+    p.add_argument("--common_noise", action="store_true",
+                   help="both sides read their training noise from one file (common random numbers; docstring)")
     p.add_argument("--sides", choices=("both", "ours"), default="both",
                    help="ours: reuse the CompressAI results already in --workdir (same tag)")
     p.add_argument("--init", choices=("same", "independent"), default="same")
@@ -224,13 +288,20 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     n = args.steps * args.batch
     crops_path = write_crops(args.workdir / f"crops_s{args.seed}_{n}x{args.crop}.npy", n, args.crop, args.seed)
+    args.noise_path = None
+    if args.common_noise and args.init != "same":
+        raise SystemExit("--common_noise needs --init same (the patched noise also stands in for init's rng).")
+    if args.common_noise:
+        nseed = args.seed + 1 if args.noise_seed is None else args.noise_seed
+        args.noise_path = write_noise(args.workdir / f"noise_s{nseed}_{n}x{args.crop}_N{args.N}M{args.M}.npy", n,
+                                      args.crop, args.N, args.M, nseed)
     report = {"benchmark": "side_by_side_training_hyperprior", "command": " ".join(sys.argv),
               "machine": {**machine_info(), "load_avg_at_start": os.getloadavg()},
               "settings": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()},
               "crops": {"path": str(crops_path), "source": "BSDS500 train (200 photos), random crops, half mirrored"},
               "points": []}
     for lmbda in lmbdas:
-        tag = f"l{lmbda:g}_s{args.steps}_N{args.N}M{args.M}"
+        tag = f"l{lmbda:g}_s{args.steps}_N{args.N}M{args.M}" + ("_common" if args.common_noise else "")
         if args.sides == "both":
             cai = run_compressai(args, crops_path, lmbda, tag)
         else:
