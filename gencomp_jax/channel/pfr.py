@@ -68,18 +68,20 @@ Candidates are generated in vectorised blocks under ``jit`` (``lax.fori_loop`` o
 2j, 2j + 1 of Gaussian candidate i are the two output words of threefry2x32(chunk key, counter (i, j))
 (``gaussian_candidates``), so a decoder regenerating candidate ``i`` alone obtains exactly the candidate
 the encoder scored, and no ``index * dim`` offset exists to overflow.  Decoding never re-runs the search:
-bit-level float differences in the encoder's scores cannot desynchronise the two sides.
+bit-level float differences in the encoder's scores cannot desynchronise the two sides.  (So the encoder
+may score with a faster erfinv than the one that makes the candidates: ``_std_normal_scoring``.)
 
 Speed.  The encoder's cost of a step is ``sum_c N_c d_c`` standard normals: ``2**max_chunk_bits x dim`` for
 any step whose KL saturates its chunks (most steps of an image), whatever the KL; with the default rule
 (16-bit chunks) that is 8 * 10^8 normals for a 64x64 RGB step.  One step's chunks are searched by one
-jitted call (``_chosen_candidates``; rows of 8 entries, a few programs per image size whatever the KLs),
-so the time is that of the normals
-(measured on the shared 2-core EPYC at load ~15-19, 12288 dims, 400 bits: Renyi 16-bit chunks 6.3 s per
-step (before: 15 s, 101 per-chunk calls at ~150 ms), decode 0.004 s (before: 1.3-1.5 s);
-``benchmarks/diffc.py`` "channel_step").  The cheap settings trade bits or bias for candidates:
-``max_chunk_bits=12, margin_bits=4`` (same 4-bit chunks, 16x fewer candidates, bias ~0.05 sigma per chunk)
-or DiffC's rule at 12 bits.
+jitted call (``_search_rows``; rows of 8 entries, a few programs per image size whatever the KLs) whose
+loop computes hash, uniforms, scoring normals and row sums of a block together, so the time is that of
+the normals: ~1.9 ns each on the shared 2-core EPYC (quiet; 12288 dims, 400 bits: Renyi 16-bit chunks
+1.57 s per step, was 3.05 s with JAX's threefry primitive and 15 s with 101 per-chunk calls; decode
+0.005 s; ``benchmarks/diffc.py`` "channel_step").  The cheap settings trade bits or bias for candidates:
+``max_chunk_bits=14`` (3-bit chunks, the same margin and bias, 4x fewer candidates: runlocal's setting),
+``max_chunk_bits=12, margin_bits=4`` (same 4-bit chunks, 16x fewer candidates, bias ~0.06-0.09 sigma per
+chunk) or DiffC's rule at 12 bits.
 """
 
 from __future__ import annotations
