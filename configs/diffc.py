@@ -50,7 +50,8 @@ def get_config(arg=None):
     big = config.data.source == "tfds"
     d = ml_collections.ConfigDict(dict(
         base_steps=1000, num_steps=100, start=1000, end=0, power=1.0, chunking=a.chunking,
-        max_chunk_bits=int(a.max_chunk_bits) or 16, margin_bits=int(a.margin), segments=12, first_bpp=0.02, segment_ratio=1.6,
+        max_chunk_bits=int(a.max_chunk_bits) or 16, margin_bits=int(a.margin), segments=12, first_bpp=0.02,
+        segment_ratio=1.6,
         reconstruction_steps=100 if big else 50, tile_size=int(a.tile), tile_batch=8 if (big and a.tile) else 1))
     if big or a.practical:   # GPU presets: JeremyIV/diffc's practical schedule, the whole chain to t = 0
         d.start, d.num_steps, d.power = 973, 161, 2.0
