@@ -17,6 +17,8 @@ flags.DEFINE_list("metrics", ["psnr-rgb", "ms-ssim", "lpips-alex"], "Per-image m
 flags.DEFINE_bool("realism", False, "Also compute FID/KID (patch-based) over the data set.")
 flags.DEFINE_string("realism_features", "inception", "Feature network for --realism.")
 flags.DEFINE_string("inception_weights", None, "Path of the FID Inception weights file.")
+flags.DEFINE_integer("realism_patch_size", None, "Patch size of --realism (default: the library's, 256; smaller "
+                     "for small images, e.g. 32 for 64x64 crops; 0 = whole images).", lower_bound=0)
 flags.DEFINE_integer("limit", None, "Evaluate only the first N images.")
 flags.DEFINE_string("name", None, "Method name in the results (default: workdir name).")
 flags.DEFINE_string("plot", None, "Also write an RD plot here.")
@@ -38,6 +40,8 @@ def main(argv):
         realism = {"features": FLAGS.realism_features}
         if FLAGS.inception_weights:
             realism["inception_weights"] = FLAGS.inception_weights
+        if FLAGS.realism_patch_size is not None:
+            realism["patch_size"] = FLAGS.realism_patch_size or None
     options = evaluate.parse_option_args(FLAGS.option)
     items = loading.load_eval_set(FLAGS.dataset, limit=FLAGS.limit)
     codec = loading.load_codec(workdir)
