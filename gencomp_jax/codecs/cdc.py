@@ -7,7 +7,8 @@ mean-scale hyperprior latent decoded by a conditional diffusion model, trained e
               concatenated into the first UNet levels) + UNet predicting x0 (models/cdc.py), cosine log-SNR
               schedule, w(t) = min(SNR, 5) (objectives/denoising.py `x0_denoising_terms`).
     loss:     beta * bpp + (1 - rho) * w(t) * mean ||x - x0_hat(z_t, y_hat, t)||^2 + rho * LPIPS-alex(x, x0_hat)
-              (the rate is in bits per pixel; the denoising term is averaged over dimensions).
+              (the rate is in bits per pixel; the denoising term is averaged over dimensions); w(t) =
+              min(SNR, 5) (model.loss_weight "min_snr", default) or 1 ("uniform", the runlocal preset's).
     decoding: DDIM (eta = 0) in `sampling_steps` steps from z_T = noise_scale * N(0, I) (0.8 as the
               reference), the noise drawn from the seed in the file header (codecs/conditional.py).
 
@@ -42,6 +43,10 @@ from gencomp_jax.objectives.denoising import x0_denoising_terms
 from gencomp_jax.theory.gaussian import realism_interpolation
 
 CODEC_NAME = "cdc"
+# Weight w(t) of the x0 error: "min_snr" = min(SNR, max_snr) (the and the paper's setting), "uniform" = 1
+# (the reference's use_loss_weight=False). At CPU step counts min_snr leaves the high-noise predictions, where the
+# latent matters, nearly untrained (weight 0.007 at t = 1): runlocal uses uniform (BENCHMARKS.md, CDC session 5).
+LOSS_WEIGHTS = ("min_snr", "uniform")
 STRIDE = 64        # g_a (16) x hyper analysis (4): images are padded to a multiple of this
 
 
@@ -64,6 +69,9 @@ class CDCMethod:
         if not 0.0 <= self.rho <= 1.0:
             raise ValueError(f"model.rho (the LPIPS weight) must be in [0, 1], got {self.rho}.")
         self.max_snr = float(m.max_snr)
+        self.loss_weight = str(_get(m, "loss_weight", "min_snr"))
+        if self.loss_weight not in LOSS_WEIGHTS:
+            raise ValueError(f"model.loss_weight must be one of {LOSS_WEIGHTS}, got {self.loss_weight!r}.")
         self.schedule = LogSNRSchedule("cosine", gamma_min=float(m.gamma_min), gamma_max=float(m.gamma_max))
         self.gamma = self.schedule.fn({})
 
@@ -94,7 +102,7 @@ class CDCMethod:
                                    prediction="x0", y=maps, max_snr=self.max_snr)
         b, h, w, _ = x.shape
         bpp = (jnp.sum(lat["y_bits"]) + jnp.sum(lat["z_bits"])) / (b * h * w)
-        denoise = jnp.mean(terms.loss)
+        denoise = jnp.mean(terms.loss if self.loss_weight == "min_snr" else terms.mse)
         loss = self.beta * bpp + (1.0 - self.rho) * denoise
         metrics = {"bpp": bpp, "denoise_loss": denoise, "x0_mse": jnp.mean(terms.mse)}
         if self.rho > 0:

@@ -6,6 +6,7 @@ the latent's rate estimate to be calibrated; image quality is not what is tested
 """
 
 import dataclasses
+import math
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -181,3 +182,37 @@ def test_work_a_file_can_ask_for_is_bounded(trained):
             conditional.DecoderSettings.from_meta(meta, "cdc")
     top = conditional.SAMPLING_STEPS_OPTION.maximum                       # the user's explicit choice may go higher
     assert top == 10_000 and conditional.resolve(conditional.DecoderSettings(3, 1.0), {"sampling_steps": top})[0] == top
+
+
+def test_loss_weight_min_snr_or_uniform(trained):
+    """model.loss_weight: "min_snr" weights each image's x0 error by min(SNR(t), 5), "uniform" by 1; SNR from the
+    cosine log-SNR schedule written out here (gamma(t) = 2 log tan(a t + b), a and b such that gamma runs from
+    gamma_min to gamma_max). beta = rho = 0, so the loss is the weighted error alone; a bad name is a clear error."""
+    _, params, _ = trained
+    x = jnp.asarray(crops(np.random.default_rng(2), 3), jnp.float32) / 127.5 - 1
+    key = jax.random.PRNGKey(5)
+    losses = {}
+    for w in ("min_snr", "uniform"):
+        c = _config(beta=0.0)
+        c.model.loss_weight = w
+        method = cdc.make_method(c)
+        losses[w] = method.loss(params, {"image": x}, key, True)
+    # the per-image errors and times of this draw, from the objective the method calls
+    r_lat, r_den, _ = jax.random.split(key, 3)
+    method = cdc.make_method(_config(beta=0.0))
+    y = method.model.apply(params, x, method=CDCModel.analysis)
+    lat = method.model.apply(params, y, train=True, rng=r_lat, method=CDCModel.latent_forward)
+    maps = method.model.apply(params, lat["y_hat"], method=CDCModel.context)
+    terms = cdc.x0_denoising_terms(method.model_fn(params, train=True, rng=None), x, r_den, gamma_fn=method.gamma,
+                                   prediction="x0", y=maps, max_snr=5.0)
+    t = np.asarray(terms.t, np.float64)
+    b = math.atan(math.exp(0.5 * -13.3))
+    a = math.atan(math.exp(0.5 * 5.0)) - b
+    snr = np.tan(a * t + b) ** -2.0
+    mse = np.asarray(terms.mse, np.float64)
+    np.testing.assert_allclose(float(losses["uniform"][0]), mse.mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(losses["min_snr"][0]), (np.minimum(snr, 5.0) * mse).mean(), rtol=1e-4)
+    bad = _config()
+    bad.model.loss_weight = "snr"
+    with pytest.raises(ValueError, match="loss_weight"):
+        cdc.make_method(bad)
