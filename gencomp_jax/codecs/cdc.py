@@ -99,10 +99,11 @@ class CDCMethod:
         lat = self.model.apply(params, y, train=train, rng=r_lat if train else None, method=CDCModel.latent_forward)
         maps = self.model.apply(params, lat["y_hat"], method=CDCModel.context)
         terms = x0_denoising_terms(self.model_fn(params, train=train, rng=r_drop), x, r_den, gamma_fn=self.gamma,
-                                   prediction="x0", y=maps, max_snr=self.max_snr)
+                                   prediction="x0", y=maps,
+                                   max_snr=self.max_snr if self.loss_weight == "min_snr" else None)
         b, h, w, _ = x.shape
         bpp = (jnp.sum(lat["y_bits"]) + jnp.sum(lat["z_bits"])) / (b * h * w)
-        denoise = jnp.mean(terms.loss if self.loss_weight == "min_snr" else terms.mse)
+        denoise = jnp.mean(terms.loss)
         loss = self.beta * bpp + (1.0 - self.rho) * denoise
         metrics = {"bpp": bpp, "denoise_loss": denoise, "x0_mse": jnp.mean(terms.mse)}
         if self.rho > 0:

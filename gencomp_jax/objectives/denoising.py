@@ -48,9 +48,10 @@ def min_snr_weight(gamma, max_snr: float):
     return jnp.exp(-jnp.maximum(gamma, -jnp.log(max_snr)))
 
 
-def x0_denoising_terms(model_fn, x, rng, *, gamma_fn, prediction: str = "x0", y=None, max_snr: float = 5.0,
-                       antithetic: bool = True) -> DenoisingTerms:
-    """`DenoisingTerms` of model_fn(z, t[, y]) -> `prediction` on the VP path of gamma_fn, at data x [B, ...]."""
+def x0_denoising_terms(model_fn, x, rng, *, gamma_fn, prediction: str = "x0", y=None,
+                       max_snr: float | None = 5.0, antithetic: bool = True) -> DenoisingTerms:
+    """`DenoisingTerms` of model_fn(z, t[, y]) -> `prediction` on the VP path of gamma_fn, at data x [B, ...];
+    w(t) = min(SNR, max_snr), or 1 with max_snr=None (the x0 error unweighted)."""
     rng_t, rng_e = jax.random.split(rng)
     t = sample_times(rng_t, x.shape[0], antithetic=antithetic)
     gamma = gamma_fn(t)
@@ -59,7 +60,7 @@ def x0_denoising_terms(model_fn, x, rng, *, gamma_fn, prediction: str = "x0", y=
     pred = model_fn(z, t) if y is None else model_fn(z, t, y)
     x0_hat, _ = process.to_x0_eps(pred, z, a, s, prediction=prediction)
     mse = jnp.mean(jnp.square(x - x0_hat).reshape(x.shape[0], -1), axis=-1)
-    w = min_snr_weight(gamma, max_snr)
+    w = jnp.ones_like(mse) if max_snr is None else min_snr_weight(gamma, max_snr)
     return DenoisingTerms(loss=w * mse, mse=mse, weight=w, t=t, x0_hat=x0_hat)
 
 
